@@ -1,0 +1,270 @@
+/* tcpwatch's BPF program (compiled by bcc at start-up).
+ *
+ * Prepended by tcpwatch/live/program.py:
+ *  - one packed struct per tracepoint, generated from the running kernel's format file, with
+ *    accessor macros TP_<tp>_<field>(a) / TP_<tp>_<field>_PTR(a) that are 0 / NULL when this
+ *    kernel's tracepoint lacks the field, and TP_<tp>_HAS_<field>;
+ *  - OFF_* byte offsets of kernel struct members, from BTF (-1 when absent);
+ *  - TW_* constants: transport, filters in use. User input only ever arrives as map entries.
+ */
+#include "tcpwatch.h"
+
+#define TPF(tp, f, a) TP_##tp##_##f(a)
+#define TPP(tp, f, a) TP_##tp##_##f##_PTR(a)
+#define TPH(tp, f) TP_##tp##_HAS_##f
+
+#if TW_USE_RINGBUF
+BPF_RINGBUF_OUTPUT(events, TW_RINGBUF_PAGES);
+#else
+BPF_PERF_OUTPUT(events);
+#endif
+
+BPF_PERCPU_ARRAY(tw_lost, __u64, 1);      /* failed submissions: never silent */
+BPF_PERCPU_ARRAY(tw_softirq, __u32, 1);   /* softirq nesting depth on this CPU */
+
+#if TW_FILTER_NETNS
+BPF_HASH(f_netns, __u32, __u8, 1024);
+#endif
+#if TW_FILTER_PORTS
+BPF_HASH(f_ports, __u16, __u8, 1024);
+#endif
+#if TW_FILTER_HOSTS
+struct tw_lpm_key {
+    __u32 prefixlen;    /* 8 bits of family + the address prefix */
+    __u8 data[17];      /* family (4 or 6), then the address */
+};
+BPF_LPM_TRIE(f_hosts, struct tw_lpm_key, __u8, 1024);
+#endif
+
+static __always_inline void *tw_ptr_at(const void *base, int off)
+{
+    void *p = 0;
+    if (base && off >= 0)
+        bpf_probe_read_kernel(&p, sizeof(p), (const char *)base + off);
+    return p;
+}
+
+static __always_inline __u32 tw_net_inum(const void *net)
+{
+    __u32 inum = 0;
+    if (net && OFF_NET_INUM >= 0)
+        bpf_probe_read_kernel(&inum, sizeof(inum), (const char *)net + OFF_NET_INUM);
+    return inum;
+}
+
+static __always_inline __u32 tw_sk_netns(const void *sk)
+{
+    return tw_net_inum(tw_ptr_at(sk, OFF_SK_NET));
+}
+
+static __always_inline __u32 tw_skb_netns(const void *skb)
+{
+    return tw_net_inum(tw_ptr_at(tw_ptr_at(skb, OFF_SKB_DEV), OFF_DEV_NET));
+}
+
+static __always_inline __u8 tw_sk_state(const void *sk)
+{
+    __u8 state = 0;
+    if (sk && OFF_SK_STATE >= 0)
+        bpf_probe_read_kernel(&state, sizeof(state), (const char *)sk + OFF_SK_STATE);
+    return state;
+}
+
+static __always_inline __u64 tw_sk_cookie(const void *sk)
+{
+    __u64 cookie = 0;
+    if (sk && OFF_SK_COOKIE >= 0)
+        bpf_probe_read_kernel(&cookie, sizeof(cookie), (const char *)sk + OFF_SK_COOKIE);
+    return cookie;
+}
+
+/* Addresses from the pre-6.10 layout: ports in host order, family maybe absent. */
+static __always_inline void tw_classic_addrs(struct tw_event *e, int has_family, __u16 family,
+        const void *s4, const void *d4, const void *s6, const void *d6,
+        __u16 sport, __u16 dport, int swap)
+{
+    __u8 *src = swap ? e->daddr : e->saddr, *dst = swap ? e->saddr : e->daddr;
+    int v4;
+    if (has_family) {
+        v4 = family == 2;
+    } else {
+        /* No family field: a v4-mapped IPv6 address (::ffff:a.b.c.d) means IPv4. */
+        __u32 w[3] = {};
+        if (s6)
+            bpf_probe_read_kernel(w, sizeof(w), s6);
+        v4 = w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0xffff);
+    }
+    e->family = v4 ? 4 : 6;
+    if (v4 && s4) {
+        bpf_probe_read_kernel(src, 4, s4);
+        bpf_probe_read_kernel(dst, 4, d4);
+    } else if (s6) {
+        bpf_probe_read_kernel(src, 16, s6);
+        bpf_probe_read_kernel(dst, 16, d6);
+    }
+    e->sport = swap ? dport : sport;
+    e->dport = swap ? sport : dport;
+}
+
+/* Addresses from 6.10+'s 28-byte sockaddr fields: family, port (network order), address. */
+static __always_inline void tw_sockaddr_addrs(struct tw_event *e, const void *sa, const void *da, int swap)
+{
+    const char *src = swap ? da : sa, *dst = swap ? sa : da;
+    __u16 family = 0, sport = 0, dport = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), src);
+    bpf_probe_read_kernel(&sport, sizeof(sport), src + 2);
+    bpf_probe_read_kernel(&dport, sizeof(dport), dst + 2);
+    e->sport = bpf_ntohs(sport);
+    e->dport = bpf_ntohs(dport);
+    if (family == 2) {
+        e->family = 4;
+        bpf_probe_read_kernel(e->saddr, 4, src + 4);
+        bpf_probe_read_kernel(e->daddr, 4, dst + 4);
+    } else {
+        e->family = 6;
+        bpf_probe_read_kernel(e->saddr, 16, src + 8);
+        bpf_probe_read_kernel(e->daddr, 16, dst + 8);
+    }
+}
+
+#define TW_ADDRS(tp, a, e, swap)                                                              \
+    do {                                                                                      \
+        if (TP_##tp##_SOCKADDR)                                                               \
+            tw_sockaddr_addrs(e, TPP(tp, saddr, a), TPP(tp, daddr, a), swap);                 \
+        else                                                                                  \
+            tw_classic_addrs(e, TPH(tp, family), TPF(tp, family, a), TPP(tp, saddr, a),       \
+                             TPP(tp, daddr, a), TPP(tp, saddr_v6, a), TPP(tp, daddr_v6, a),  \
+                             TPF(tp, sport, a), TPF(tp, dport, a), swap);                     \
+    } while (0)
+
+#if TW_FILTER_HOSTS
+static __always_inline int tw_host_match(__u8 family, const __u8 *addr)
+{
+    struct tw_lpm_key key = {};
+    key.prefixlen = 8 + (family == 4 ? 32 : 128);
+    key.data[0] = family;
+    bpf_probe_read_kernel(&key.data[1], 16, addr);
+    return f_hosts.lookup(&key) != 0;
+}
+#endif
+
+/* Kernel-side filters: 1 keeps the event. */
+static __always_inline int tw_keep(struct tw_event *e)
+{
+#if TW_FILTER_NETNS
+    if (!f_netns.lookup(&e->netns))
+        return 0;
+#endif
+#if TW_FILTER_PORTS
+    if (!f_ports.lookup(&e->sport) && !f_ports.lookup(&e->dport))
+        return 0;
+#endif
+#if TW_FILTER_HOSTS
+    if (!tw_host_match(e->family, e->saddr) && !tw_host_match(e->family, e->daddr))
+        return 0;
+#endif
+    return 1;
+}
+
+/* The owner may be named only in process context: in softirq the on-CPU task is whoever
+ * was interrupted. */
+static __always_inline void tw_owner(struct tw_event *e)
+{
+    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
+    if (depth && *depth) {
+        e->flags |= TW_F_SOFTIRQ;
+        return;
+    }
+    e->flags |= TW_F_OWNER_TASK;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->uid = (__u32)bpf_get_current_uid_gid();
+    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+}
+
+static __always_inline void tw_submit(void *ctx, struct tw_event *e)
+{
+    int err;
+#if TW_USE_RINGBUF
+    err = events.ringbuf_output(e, sizeof(*e), 0);
+#else
+    err = events.perf_submit(ctx, e, sizeof(*e));
+#endif
+    if (err) {
+        __u32 zero = 0;
+        __u64 *lost = tw_lost.lookup(&zero);
+        if (lost)
+            (*lost)++;
+    }
+}
+
+int tw_softirq_entry(void *ctx)
+{
+    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
+    if (depth)
+        (*depth)++;
+    return 0;
+}
+
+int tw_softirq_exit(void *ctx)
+{
+    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
+    if (depth && *depth)
+        (*depth)--;
+    return 0;
+}
+
+#if TP_tcp_send_reset_PRESENT
+int tw_send_reset(struct tp_tcp_send_reset *args)
+{
+    struct tw_event e = {};
+    const void *sk = (const void *)TPF(tcp_send_reset, skaddr, args);
+    const void *skb = (const void *)TPF(tcp_send_reset, skbaddr, args);
+
+    e.kind = TW_KIND_RESET_SENT;
+    TW_ADDRS(tcp_send_reset, args, &e, 0);
+    e.netns = sk ? tw_sk_netns(sk) : tw_skb_netns(skb);
+    if (!tw_keep(&e))
+        return 0;
+    e.ts_ns = bpf_ktime_get_ns();
+    e.skaddr = (__u64)sk;
+    if (TPH(tcp_send_reset, reason)) {
+        e.reason = TPF(tcp_send_reset, reason, args);
+        e.flags |= TW_F_HAS_REASON;
+    }
+    e.state = TPH(tcp_send_reset, state) ? TPF(tcp_send_reset, state, args) : tw_sk_state(sk);
+    if (e.state)
+        e.flags |= TW_F_HAS_STATE;
+    e.cookie = tw_sk_cookie(sk);
+    if (sk)
+        tw_owner(&e);
+    else
+        e.flags |= TW_F_SOFTIRQ;  /* no socket: the reply to a stray packet, sent from softirq */
+    tw_submit(args, &e);
+    return 0;
+}
+#endif
+
+#if TP_tcp_receive_reset_PRESENT
+int tw_receive_reset(struct tp_tcp_receive_reset *args)
+{
+    struct tw_event e = {};
+    const void *sk = (const void *)TPF(tcp_receive_reset, skaddr, args);
+
+    e.kind = TW_KIND_RESET_RECEIVED;
+    /* The tracepoint describes the local socket; the RST's sender is the remote end. */
+    TW_ADDRS(tcp_receive_reset, args, &e, 1);
+    e.netns = tw_sk_netns(sk);
+    if (!tw_keep(&e))
+        return 0;
+    e.ts_ns = bpf_ktime_get_ns();
+    e.skaddr = (__u64)sk;
+    e.state = tw_sk_state(sk);
+    if (e.state)
+        e.flags |= TW_F_HAS_STATE;
+    e.cookie = TPH(tcp_receive_reset, sock_cookie) ? TPF(tcp_receive_reset, sock_cookie, args)
+                                                    : tw_sk_cookie(sk);
+    tw_owner(&e);
+    tw_submit(args, &e);
+    return 0;
+}
+#endif

@@ -1,0 +1,46 @@
+"""Live commands: `tcpwatch resets` and `tcpwatch doctor`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ._options import capture_options, filter_options, output_options
+
+
+@click.command()
+@capture_options
+@filter_options
+@output_options
+def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_json, output):
+    """Show every TCP reset this host sends or receives, with who sent it and why.
+
+    One line per reset as it happens, then a summary (counts by kind, reason, port, peer, and
+    events lost). Needs root.
+    """
+    from ..live.capture import Capture
+    from ..live.filters import Filters
+    from ..live.session import Outputs, run
+
+    filters = Filters.parse(ports, hosts, netns, direction)
+    cap = Capture(filters, buffer_mb=buffer_mb, transport=transport)
+    run(cap, duration, Outputs(as_json=as_json, output=output))
+
+
+@click.command()
+def doctor():
+    """List every prerequisite of live capture as ok/missing, with the fix for each."""
+    from ..live.doctor import all_checks
+
+    failed = 0
+    for check in all_checks():
+        mark = "ok     " if check.ok else "missing"
+        click.echo(f"{mark} {check.name:<32} {check.detail}")
+        if not check.ok and check.fix:
+            click.echo(f"        {'':<32} fix: {check.fix}")
+            failed += check.name in {"root", "tracefs", "kernel BTF", "bcc", "kernel headers"}
+    sys.exit(2 if failed else 0)
+
+
+COMMANDS = [resets, doctor]

@@ -1,0 +1,1 @@
+"""Live capture from the kernel: BPF programs on tracepoints, loaded with bcc."""

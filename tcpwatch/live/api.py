@@ -1,0 +1,48 @@
+"""Python API of live capture: tcpwatch.capture() and tcpwatch.stream()."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from ..events import Event, Kind, Source
+from .capture import Capture
+from .filters import Filters
+
+
+def _capture(port=(), host=(), netns=(), direction=None, buffer_mb=8, transport="auto") -> Capture:
+    as_seq = lambda v: (v,) if isinstance(v, (int, str)) else tuple(v or ())  # noqa: E731
+    filters = Filters.parse(as_seq(port), as_seq(host), as_seq(netns), direction)
+    return Capture(filters, buffer_mb=buffer_mb, transport=transport)
+
+
+def capture(duration: float, **filters):
+    """Capture for `duration` seconds; return a DataFrame with the schema's columns and dtypes.
+
+    Filters: port=, host=, netns= (each one value or a list), direction='sent'|'received',
+    buffer_mb=, transport=. Losses are in `frame.attrs['lost']` (never silent).
+    """
+    import pandas as pd
+
+    from ..events import conform
+    from .decode import LIVE_DTYPES
+
+    with _capture(**filters) as cap:
+        frames = list(cap.batches(duration))
+    frame = conform(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), LIVE_DTYPES)
+    frame.attrs.update(cap.stats.as_dict())
+    return frame
+
+
+def stream_batches(duration: float | None = None, **filters) -> Iterator:
+    """DataFrame batches as they arrive (about four a second while events flow)."""
+    with _capture(**filters) as cap:
+        yield from cap.batches(duration)
+
+
+def stream(duration: float | None = None, **filters) -> Iterator[Event]:
+    """Events one by one, for long runs; stop by breaking out of the loop."""
+    for frame in stream_batches(duration, **filters):
+        for row in frame.to_dict("records"):
+            extra = {k: row.pop(k) for k in list(row) if k not in Event.__slots__}
+            clean = {k: (None if v is None or v != v or str(v) == "<NA>" else v) for k, v in row.items()}
+            yield Event(**{**clean, "source": Source(clean["source"]), "kind": Kind(clean["kind"]), "extra": extra})

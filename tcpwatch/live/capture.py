@@ -1,0 +1,207 @@
+"""A live capture session: compile, load, attach, read batches, count losses, detach.
+
+Records are copied out of the ring buffer as raw bytes in bcc's callback (the only per-event
+Python work) and decoded a batch at a time with numpy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from ..errors import EnvironmentProblem, UsageProblem
+from .decode import Names, decode
+from .filters import Filters, fill_maps
+
+# tracepoint -> BPF function; direction decides which reset tracepoints are attached.
+RESET_PROBES = {"sent": ("tcp", "tcp_send_reset", "tw_send_reset"),
+                "received": ("tcp", "tcp_receive_reset", "tw_receive_reset")}
+SOFTIRQ_PROBES = (("irq", "softirq_entry", "tw_softirq_entry"), ("irq", "softirq_exit", "tw_softirq_exit"))
+STATE_NAME_PREFIX = "TCP_"
+
+
+@dataclass
+class Stats:
+    started: float = 0.0            # epoch seconds
+    first_event_after: float | None = None  # seconds from start() to the first event
+    captured: int = 0
+    lost: int = 0                   # failed submissions counted in the kernel
+    attached: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    transport: str = ""
+
+    def as_dict(self, stopped: float | None = None) -> dict:
+        return {"captured": self.captured, "lost": self.lost, "transport": self.transport,
+                "duration": round((stopped or time.time()) - self.started, 3),
+                "attached": self.attached, "missing_probes": self.missing}
+
+
+def _pages(buffer_mb: int) -> int:
+    """Ring buffer pages: a power of two, at least the requested size."""
+    want = max(1, buffer_mb) * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")
+    pages = 1
+    while pages < want:
+        pages *= 2
+    return pages
+
+
+def _supports_ringbuf() -> bool:
+    major, minor = (int(x) for x in platform.release().split(".")[:2])
+    return (major, minor) >= (5, 8)
+
+
+class Capture:
+    """Use as a context manager; iterate `batches()` for schema DataFrames."""
+
+    def __init__(self, filters: Filters | None = None, buffer_mb: int = 8, transport: str = "auto",
+                 flush_interval: float = 0.25):
+        self.filters = filters or Filters()
+        self.buffer_mb = buffer_mb
+        if transport not in ("auto", "ringbuf", "perf"):
+            raise UsageProblem(f"transport {transport!r}: use auto, ringbuf or perf")
+        self.transport = transport
+        self.flush_interval = flush_interval
+        self.stats = Stats()
+        self._bpf = None
+        self._raw: list[bytes] = []
+        self._stop = threading.Event()
+        self._mono_to_epoch = 0.0
+        self._names: Names | None = None
+
+    # -- set-up -------------------------------------------------------------------------
+    def start(self) -> "Capture":
+        from .doctor import require_live
+
+        t0 = time.monotonic()
+        require_live()
+        from bcc import BPF
+
+        from .btf import kernel_btf
+        from .program import Options, build_source, kernel_offsets
+        from .tracefs import read_format
+
+        wanted = [RESET_PROBES[d] for d in (("sent", "received") if self.filters.direction is None
+                                            else (self.filters.direction,))]
+        formats = {name: read_format(cat, name) for cat, name, _fn in RESET_PROBES.values()}
+        present = [p for p in wanted if formats[p[1]] is not None]
+        self.stats.missing = [f"{cat}:{name}" for cat, name, _ in wanted if formats[name] is None]
+        if not present:
+            raise EnvironmentProblem(f"tracepoint {self.stats.missing[0]} is missing on this kernel",
+                                     "use Linux >= 4.16 (tcp_send_reset, tcp_receive_reset)")
+        btf = kernel_btf()
+        use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
+        self.stats.transport = "ringbuf" if use_ringbuf else "perf"
+        options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
+                          filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
+                          filter_hosts=bool(self.filters.hosts))
+        source = build_source(formats, kernel_offsets(btf), options)
+        self._names = self._symbol_names(formats, btf)
+        from .program import BPF_DIR
+
+        try:
+            self._bpf = BPF(text=source, cflags=[f"-I{BPF_DIR}", "-Wno-macro-redefined"])
+        except Exception as err:
+            raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
+                                     "run `tcpwatch doctor`") from None
+        fill_maps(self._bpf, self.filters)
+        for cat, name, fn in SOFTIRQ_PROBES + tuple(present):
+            self._bpf.attach_tracepoint(tp=f"{cat}:{name}", fn_name=fn)
+            self.stats.attached.append(f"{cat}:{name}")
+        table = self._bpf["events"]
+        if use_ringbuf:
+            table.open_ring_buffer(self._on_event)
+        else:
+            table.open_perf_buffer(self._on_event, page_cnt=_pages(self.buffer_mb),
+                                   lost_cb=lambda _count: None)  # counted in the kernel instead
+        self._mono_to_epoch = time.time() - time.monotonic()
+        self.stats.started = time.time() - (time.monotonic() - t0)
+        self._t0 = t0
+        return self
+
+    @staticmethod
+    def _symbol_names(formats, btf) -> Names:
+        enums = btf.enum_values()
+        states: dict[int, str] = {}
+        reasons: dict[int, str] = {}
+        for fmt in formats.values():
+            if fmt is None:
+                continue
+            for value, name in fmt.names_for("state", enums).items():
+                states.setdefault(value, name.removeprefix(STATE_NAME_PREFIX))
+            reasons.update(fmt.names_for("reason", enums))
+        if not states:  # the format file has no state list: take the kernel's enum
+            states = {v: k.removeprefix(STATE_NAME_PREFIX) for k, v in enums.items()
+                      if k.startswith(STATE_NAME_PREFIX) and k[4:] in TCP_STATE_NAMES}
+        return Names(states=states, reasons=reasons)
+
+    # -- running ------------------------------------------------------------------------
+    def _on_event(self, *args) -> None:
+        # ring buffer: (ctx, data, size); perf buffer: (cpu, data, size)
+        self._raw.append(ctypes.string_at(args[1], args[2]))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _poll(self, timeout_ms: int) -> None:
+        if self.stats.transport == "ringbuf":
+            self._bpf.ring_buffer_poll(timeout_ms)
+        else:
+            self._bpf.perf_buffer_poll(timeout_ms)
+
+    def read_lost(self) -> int:
+        self.stats.lost = int(self._bpf["tw_lost"].sum(0).value)
+        return self.stats.lost
+
+    def batches(self, duration: float | None = None) -> Iterator:
+        """Yield schema DataFrames until duration elapses or stop() is called."""
+        deadline = None if duration is None else time.monotonic() + duration
+        last_flush = time.monotonic()
+        while True:
+            now = time.monotonic()
+            remaining = None if deadline is None else deadline - now
+            if self._stop.is_set() or (remaining is not None and remaining <= 0):
+                break
+            wait = self.flush_interval if remaining is None else min(self.flush_interval, remaining)
+            self._poll(max(1, int(wait * 1000)))
+            now = time.monotonic()
+            if self._raw and self.stats.first_event_after is None:
+                self.stats.first_event_after = now - self._t0
+            if self._raw and now - last_flush >= self.flush_interval:
+                yield self._drain()
+                last_flush = now
+        # Drain what the kernel already handed over.
+        self._poll(0)
+        if self._raw:
+            yield self._drain()
+        self.read_lost()
+
+    def _drain(self):
+        raw, self._raw = b"".join(self._raw), []
+        frame = decode(raw, self._names, self._mono_to_epoch)
+        self.stats.captured += len(frame)
+        return frame
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            try:
+                self.read_lost()
+            finally:
+                self._bpf.cleanup()
+                self._bpf = None
+
+    def __enter__(self) -> "Capture":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+TCP_STATE_NAMES = {"ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE",
+                   "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"}
+
+__all__ = ["Capture", "Stats"]

@@ -1,0 +1,74 @@
+"""Runs a live capture for a command: signals, sinks, terminal lines, loss warnings, summary."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import IO
+
+from ..render import HEADER, event_lines, print_summary
+from ..sinks import JsonlSink, open_file_sink
+from ..summary import Summary
+from .capture import Capture
+
+
+@dataclass
+class Outputs:
+    as_json: bool = False
+    output: str | None = None
+    stdout: IO[str] = sys.stdout
+    stderr: IO[str] = sys.stderr
+
+
+def run(cap: Capture, duration: float | None, outputs: Outputs) -> dict:
+    """Capture until duration or SIGINT/SIGTERM; returns the summary dict."""
+    summary = Summary()
+    file_sink = open_file_sink(outputs.output) if outputs.output else None
+    json_sink = JsonlSink(outputs.stdout) if outputs.as_json else None
+    previous = {sig: signal.signal(sig, lambda *_: cap.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    lost_seen = 0
+    try:
+        cap.start()
+        if not outputs.as_json:
+            outputs.stderr.write(f"tcpwatch: tracing {', '.join(cap.stats.attached)} "
+                                 f"({cap.stats.transport}); Ctrl-C to stop\n")
+            outputs.stdout.write(HEADER + "\n")
+            outputs.stdout.flush()
+        next_loss_check = time.monotonic() + 1
+        for frame in cap.batches(duration):
+            summary.add(frame)
+            if file_sink:
+                file_sink.write(frame)
+            if json_sink:
+                json_sink.write(frame)
+            else:
+                outputs.stdout.write("\n".join(event_lines(frame)) + "\n")
+                outputs.stdout.flush()
+            if time.monotonic() >= next_loss_check:
+                lost_seen = _warn_losses(cap, lost_seen, outputs.stderr)
+                next_loss_check = time.monotonic() + 1
+        _warn_losses(cap, lost_seen, outputs.stderr)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stopped = time.time()
+        cap.close()
+        if file_sink:
+            file_sink.close()
+    result = {**summary.as_dict(), **cap.stats.as_dict(stopped)}
+    if json_sink:
+        json_sink.write_summary(result)
+    else:
+        print_summary(result, outputs.stdout)
+    return result
+
+
+def _warn_losses(cap: Capture, seen: int, err: IO[str]) -> int:
+    lost = cap.read_lost()
+    if lost > seen:
+        err.write(f"tcpwatch: warning: {lost - seen} events lost in the kernel ({lost} in all): "
+                  f"the {cap.stats.transport} buffer was full; raise --buffer-mb\n")
+        err.flush()
+    return lost

@@ -1,0 +1,153 @@
+"""Where events go: JSON Lines, CSV, Parquet files (chosen by extension), written in batches.
+
+Every sink takes DataFrame batches that already follow the event schema (events.conform).
+A batch is flushed to the OS as soon as it is written, so a crash or kill loses at most the
+batch being assembled (the live capture hands over a batch about every second).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO, Any
+
+from .errors import UsageProblem
+
+FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def format_for(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        raise UsageProblem(f"cannot tell the output format of {path!r}", "name it .jsonl, .csv or .parquet")
+    return FORMATS[ext]
+
+
+def frame_to_jsonl(frame) -> str:
+    """JSON Lines text for a batch: nulls as null, integers as integers."""
+    import pandas as pd
+
+    if frame.empty:
+        return ""
+    cols = list(frame.columns)
+    columns = []
+    for c in cols:
+        s = frame[c]
+        values = s.astype(object).where(s.notna(), None).tolist()
+        columns.append(values)
+    out = []
+    dumps = json.dumps
+    for row in zip(*columns):
+        out.append(dumps(dict(zip(cols, (None if v is pd.NA else v for v in row))), default=str))
+    return "\n".join(out) + "\n"
+
+
+class Sink:
+    def write(self, frame) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class JsonlSink(Sink):
+    def __init__(self, stream: IO[str], summary_line: bool = True):
+        self.stream = stream
+        self.summary_line = summary_line
+
+    def write(self, frame) -> None:
+        text = frame_to_jsonl(frame)
+        if text:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def write_summary(self, summary: dict) -> None:
+        if self.summary_line:
+            self.stream.write(json.dumps({"summary": summary}, default=str) + "\n")
+            self.stream.flush()
+
+
+class CsvSink(Sink):
+    def __init__(self, path: str):
+        self.stream = open(path, "w", newline="")
+        self.header = True
+
+    def write(self, frame) -> None:
+        if frame.empty and not self.header:
+            return
+        frame.to_csv(self.stream, header=self.header, index=False)
+        self.header = False
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+class ParquetSink(Sink):
+    """One row group per batch. The footer is written on close (clean exit, Ctrl-C, SIGTERM)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.writer = None
+        self.schema = None
+
+    def write(self, frame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if self.writer is None:
+            self.schema = table.schema
+            self.writer = pq.ParquetWriter(self.path, self.schema)
+        else:
+            table = table.cast(self.schema)
+        if table.num_rows:
+            self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class FileJsonlSink(JsonlSink):
+    def __init__(self, path: str):
+        super().__init__(open(path, "w"), summary_line=False)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def open_file_sink(path: str) -> Sink:
+    kind = format_for(path)
+    try:
+        if kind == "jsonl":
+            return FileJsonlSink(path)
+        if kind == "csv":
+            return CsvSink(path)
+        return ParquetSink(path)
+    except OSError as err:
+        raise UsageProblem(f"cannot write {path}: {err.strerror}", "choose a writable path") from None
+
+
+def read_back(path: str):
+    """Read a file any sink wrote into a schema DataFrame (for tests and round trips)."""
+    import pandas as pd
+
+    from .events import conform
+
+    kind = format_for(path)
+    if kind == "jsonl":
+        rows = [json.loads(line) for line in open(path) if line.strip()]
+        rows = [r for r in rows if "summary" not in r]
+        frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    elif kind == "csv":
+        frame = pd.read_csv(path, dtype={"saddr": "string", "daddr": "string"}, keep_default_na=True)
+    else:
+        frame = pd.read_parquet(path)
+    return conform(frame)
