@@ -104,15 +104,15 @@ class Capture:
         from .program import BPF_DIR
 
         try:
-            self._bpf = BPF(text=source, cflags=[f"-I{BPF_DIR}", "-Wno-macro-redefined"])
+            self._bpf = BPF(text=source.encode(), cflags=[f"-I{BPF_DIR}".encode(), b"-Wno-macro-redefined"])
         except Exception as err:
             raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
                                      "run `tcpwatch doctor`") from None
         fill_maps(self._bpf, self.filters)
         for cat, name, fn in SOFTIRQ_PROBES + tuple(present):
-            self._bpf.attach_tracepoint(tp=f"{cat}:{name}", fn_name=fn)
+            self._bpf.attach_tracepoint(tp=f"{cat}:{name}".encode(), fn_name=fn.encode())
             self.stats.attached.append(f"{cat}:{name}")
-        table = self._bpf["events"]
+        table = self._bpf[b"events"]
         if use_ringbuf:
             table.open_ring_buffer(self._on_event)
         else:
@@ -154,7 +154,7 @@ class Capture:
             self._bpf.perf_buffer_poll(timeout_ms)
 
     def read_lost(self) -> int:
-        self.stats.lost = int(self._bpf["tw_lost"].sum(0).value)
+        self.stats.lost = int(self._bpf[b"tw_lost"].sum(0).value)
         return self.stats.lost
 
     def batches(self, duration: float | None = None) -> Iterator:

@@ -80,4 +80,5 @@ def decode(raw: bytes, names: Names, mono_to_epoch: float):
     frame.loc[rec["netns"] == 0, "netns"] = pd.NA
     frame.loc[rec["cookie"] == 0, "cookie"] = pd.NA
     frame.loc[~owner, ["pid", "comm", "uid"]] = pd.NA
-    return conform(frame, LIVE_DTYPES)
+    # Records from different CPUs interleave in the buffer; a batch reads in time order.
+    return conform(frame.sort_values("ts", kind="stable", ignore_index=True), LIVE_DTYPES)

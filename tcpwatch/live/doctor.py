@@ -29,9 +29,9 @@ def _root() -> Check:
 
 
 def _tracefs() -> Check:
-    from .tracefs import TRACEFS_ROOTS
+    from .tracefs import roots
 
-    for root in TRACEFS_ROOTS:
+    for root in roots():
         if os.path.isdir(os.path.join(root, "events")):
             return Check("tracefs", True, f"mounted at {root}")
     return Check("tracefs", False, "not mounted", "mount -t tracefs nodev /sys/kernel/tracing")
@@ -63,9 +63,9 @@ def _headers() -> Check:
 
 def _tracepoint(category: str, name: str, required: bool) -> Callable[[], Check]:
     def check() -> Check:
-        from .tracefs import TRACEFS_ROOTS
+        from .tracefs import roots
 
-        for root in TRACEFS_ROOTS:
+        for root in roots():
             if os.path.exists(os.path.join(root, "events", category, name, "format")):
                 return Check(f"tracepoint {category}:{name}", True, "present")
         return Check(f"tracepoint {category}:{name}", False, "missing on this kernel",

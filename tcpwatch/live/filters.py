@@ -72,15 +72,15 @@ def fill_maps(bpf, filters: Filters) -> None:
 
     one = ct.c_uint8(1)
     if filters.netns:
-        table = bpf["f_netns"]
+        table = bpf[b"f_netns"]
         for inode in filters.netns:
             table[ct.c_uint32(inode)] = one
     if filters.ports:
-        table = bpf["f_ports"]
+        table = bpf[b"f_ports"]
         for port in filters.ports:
             table[ct.c_uint16(port)] = one
     if filters.hosts:
-        table = bpf["f_hosts"]
+        table = bpf[b"f_hosts"]
         for net in filters.hosts:
             prefixlen, data = lpm_key(net)
             key = table.Key()

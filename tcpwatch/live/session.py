@@ -31,9 +31,10 @@ def run(cap: Capture, duration: float | None, outputs: Outputs) -> dict:
     lost_seen = 0
     try:
         cap.start()
+        outputs.stderr.write(f"tcpwatch: tracing {', '.join(cap.stats.attached)} "
+                             f"({cap.stats.transport}); Ctrl-C to stop\n")
+        outputs.stderr.flush()
         if not outputs.as_json:
-            outputs.stderr.write(f"tcpwatch: tracing {', '.join(cap.stats.attached)} "
-                                 f"({cap.stats.transport}); Ctrl-C to stop\n")
             outputs.stdout.write(HEADER + "\n")
             outputs.stdout.flush()
         next_loss_check = time.monotonic() + 1

@@ -16,6 +16,12 @@ from ..errors import EnvironmentProblem
 
 TRACEFS_ROOTS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 
+
+def roots() -> tuple[str, ...]:
+    """Where to look for tracefs; TCPWATCH_TRACEFS names another (tests, unusual mounts)."""
+    override = os.environ.get("TCPWATCH_TRACEFS")
+    return (override,) if override else TRACEFS_ROOTS
+
 _FIELD = re.compile(
     r"field:(?P<decl>[^;]+);\s*offset:(?P<offset>\d+);\s*size:(?P<size>\d+);\s*signed:(?P<signed>\d+);")
 _SYMBOLIC = re.compile(r"__print_symbolic\(\s*REC->(?P<field>\w+)\s*,(?P<body>(?:\s*\{[^{}]*\}\s*,?)+)\)")
@@ -94,7 +100,7 @@ def parse_format(text: str, category: str = "", name: str = "") -> Format:
 
 
 def tracefs_root() -> str:
-    for root in TRACEFS_ROOTS:
+    for root in roots():
         if os.path.isdir(os.path.join(root, "events")):
             return root
     raise EnvironmentProblem("tracefs is not mounted", "mount -t tracefs nodev /sys/kernel/tracing")

@@ -1,0 +1,146 @@
+"""Reset scenarios played in a namespace lab: the demo's script and the live tests' traffic.
+
+Each scenario makes its traffic between lab.client and lab.server and returns the facts a
+test needs to check what was captured (ports, the server's pid). Add one by writing a
+function and listing it in SCENARIOS.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .lab import Lab
+
+CLOSED_PORT = 9  # nothing listens there in a fresh namespace
+
+
+@dataclass
+class Played:
+    name: str
+    server_port: int
+    client_port: int | None = None
+    server_pid: int | None = None
+    family: int = 4
+
+
+def _connect(addr: str, port: int, family: int, timeout: float = 3.0) -> socket.socket:
+    s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            s.connect((addr, port))
+            return s
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _refused_client(addr: str, port: int, family: int) -> int:
+    s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
+    s.settimeout(3)
+    try:
+        s.connect((addr, port))
+    except ConnectionRefusedError:
+        pass
+    local = s.getsockname()[1]
+    s.close()
+    return local
+
+
+def refused(lab: Lab, family: int = 4) -> Played:
+    """SYN to a port nobody listens on: the server's stack answers RST (NO_SOCKET)."""
+    addr = lab.server.v4 if family == 4 else lab.server.v6
+    port = lab.client.call(_refused_client, addr, CLOSED_PORT, family)
+    return Played("refused", CLOSED_PORT, port, None, family)
+
+
+SERVER_COMM = "tw-server"
+
+
+def _set_comm(name: str) -> None:
+    """Name this process (what the kernel reports as comm), so captures can be checked."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+
+
+def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
+    _set_comm(SERVER_COMM)
+    s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(8)
+    ready.set()
+    conn, _ = s.accept()
+    if mode == "unread":
+        done.wait(5)            # the client's bytes are queued, unread
+        conn.close()            # close with unread data: the kernel aborts with RST
+    elif mode == "linger":
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        done.wait(5)
+        conn.close()            # SO_LINGER 0: close aborts with RST
+    s.close()
+
+
+def _client_send_and_wait(addr: str, port: int, family: int, payload: bytes, done_flag, wait: float) -> int:
+    s = _connect(addr, port, family)
+    local = s.getsockname()[1]
+    if payload:
+        s.sendall(payload)
+    time.sleep(0.1)
+    done_flag.set()
+    s.settimeout(wait)
+    try:
+        while s.recv(4096):
+            pass
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    return local
+
+
+def _play_server_close(lab: Lab, mode: str, port: int, family: int, payload: bytes) -> Played:
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    addr = lab.server.v4 if family == 4 else lab.server.v6
+    server = lab.server.start(_server, addr, port, family, ready, done, mode)
+    try:
+        if not ready.wait(5):
+            raise RuntimeError(f"{mode} scenario: the server did not start")
+        client_port = lab.client.call(_client_send_and_wait, addr, port, family, payload, done, 2.0)
+        server.join(5)
+    finally:
+        if server.is_alive():
+            server.kill()
+    return Played(mode, port, client_port, server.pid, family)
+
+
+def unread_data(lab: Lab, family: int = 4) -> Played:
+    """The server closes while the client's request sits unread: RST (TCP_ABORT_ON_CLOSE)."""
+    return _play_server_close(lab, "unread", 8081, family, b"GET / HTTP/1.0\r\n\r\n")
+
+
+def linger_zero(lab: Lab, family: int = 4) -> Played:
+    """The server sets SO_LINGER {on, 0} and closes: an abortive close, RST instead of FIN."""
+    return _play_server_close(lab, "linger", 8082, family, b"")
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    play: Callable[[Lab], Played]
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("refused", "connect to a closed port", refused),
+    Scenario("unread", "server closes with unread data", unread_data),
+    Scenario("linger", "server closes with SO_LINGER 0", linger_zero),
+]

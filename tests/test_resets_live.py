@@ -1,0 +1,187 @@
+"""`tcpwatch resets` for real: BPF on this kernel, traffic in the test's own namespaces."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli
+from tcpwatch.live.capture import Capture
+from tcpwatch.live.filters import Filters
+from tcpwatch.scenarios import SERVER_COMM, linger_zero, refused, unread_data
+from tcpwatch.sinks import read_back
+
+pytestmark = pytest.mark.live
+
+
+def capture(lab, play, **filters):
+    """Attach, play the scenario, drain: every event of the lab's namespaces (or fewer, filtered)."""
+    filters.setdefault("netns", [lab.client.name, lab.server.name])
+    with Capture(Filters.parse(**filters)) as cap:
+        played = play(lab)
+        frames = list(cap.batches(0.6))
+    assert cap.stats.lost == 0
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["kind"])
+    return played, frame
+
+
+def one(frame, kind):
+    rows = frame[frame["kind"] == kind]
+    assert len(rows) == 1, f"expected one {kind}, got:\n{frame.to_string()}"
+    return rows.iloc[0]
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_refused_connection(lab, family):
+    played, frame = capture(lab, lambda l: refused(l, family))
+    srv = lab.server.v4 if family == 4 else lab.server.v6
+    cli = lab.client.v4 if family == 4 else lab.client.v6
+    sent, received = one(frame, "reset-sent"), one(frame, "reset-received")
+    assert (sent["reason"], sent["netns"], sent["family"]) == ("NO_SOCKET", lab.server.inode, family)
+    assert (sent["saddr"], sent["sport"], sent["daddr"], sent["dport"]) == (srv, played.server_port, cli, played.client_port)
+    assert pd.isna(sent["pid"]) and pd.isna(sent["comm"])  # sent from softirq: no owner claimed
+    assert received["netns"] == lab.client.inode
+    assert (received["saddr"], received["sport"], received["daddr"], received["dport"]) == (
+        srv, played.server_port, cli, played.client_port)
+    assert received["state"] == "SYN_SENT" and pd.isna(received["reason"])
+
+
+def test_close_with_unread_data(lab):
+    played, frame = capture(lab, unread_data)
+    sent = one(frame, "reset-sent")
+    assert (sent["reason"], sent["state"]) == ("TCP_ABORT_ON_CLOSE", "CLOSE")
+    assert (sent["saddr"], sent["sport"], sent["dport"]) == (lab.server.v4, played.server_port, played.client_port)
+    assert (sent["pid"], sent["comm"]) == (played.server_pid, SERVER_COMM)  # closed in process context
+    received = one(frame, "reset-received")
+    assert (received["netns"], received["state"], received["saddr"]) == (lab.client.inode, "ESTABLISHED", lab.server.v4)
+
+
+def test_so_linger_zero(lab):
+    played, frame = capture(lab, linger_zero)
+    sent = one(frame, "reset-sent")
+    # On this kernel (6.18) an abortive close goes through tcp_disconnect: reason TCP_STATE,
+    # reported after the socket moved to CLOSE.
+    assert (sent["reason"], sent["state"]) == ("TCP_STATE", "CLOSE")
+    assert (sent["pid"], sent["comm"]) == (played.server_pid, SERVER_COMM)
+    assert (sent["saddr"], sent["sport"], sent["daddr"], sent["dport"]) == (
+        lab.server.v4, played.server_port, lab.client.v4, played.client_port)
+    assert one(frame, "reset-received")["state"] == "ESTABLISHED"
+
+
+def test_filters_exclude(lab):
+    # --netns: only the server's namespace
+    _, frame = capture(lab, refused, netns=[str(lab.server.inode)])
+    assert frame["kind"].tolist() == ["reset-sent"]
+    # --direction received
+    _, frame = capture(lab, refused, direction="received")
+    assert frame["kind"].tolist() == ["reset-received"]
+    # --port: a port that is not used excludes everything; the closed port keeps both
+    _, frame = capture(lab, refused, ports=[1234])
+    assert frame.empty
+    _, frame = capture(lab, refused, ports=[9])
+    assert sorted(frame["kind"]) == ["reset-received", "reset-sent"]
+    # --host: a prefix that does not cover the lab, then one that does (v6 too)
+    _, frame = capture(lab, refused, hosts=["203.0.113.0/24"])
+    assert frame.empty
+    _, frame = capture(lab, refused, hosts=["198.18.0.2/32"])
+    assert len(frame) == 2
+    _, frame = capture(lab, lambda l: refused(l, 6), hosts=["fd74:7763::/64"])
+    assert len(frame) == 2 and set(frame["family"]) == {6}
+    _, frame = capture(lab, lambda l: refused(l, 6), hosts=["198.18.0.0/15"])
+    assert frame.empty
+
+
+def start_cli(lab, *args):
+    """Start `tcpwatch resets` on the lab's namespaces; return once it is attached."""
+    proc = subprocess.Popen([sys.executable, "-m", "tcpwatch.cli", "resets", "--netns", lab.client.name,
+                             "--netns", lab.server.name, *args], cwd=str(ROOT), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    assert "tracing" in line, line + proc.stderr.read()
+    return proc
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "csv", "parquet"])
+def test_output_round_trip_and_json(lab, tmp_path, ext):
+    out = tmp_path / f"events.{ext}"
+    proc = start_cli(lab, "--json", "--output", str(out), "--duration", "3")
+    refused(lab)
+    unread_data(lab)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    events, summary = lines[:-1], lines[-1]["summary"]
+    assert len(events) == 4 and summary["captured"] == 4 and summary["lost"] == 0
+    assert summary["by_kind"] == {"reset-sent": 2, "reset-received": 2}
+    written = read_back(str(out))
+    from_json = read_back_json(events)
+    cols = ["kind", "saddr", "sport", "daddr", "dport", "state", "reason", "netns", "pid"]
+    pd.testing.assert_frame_equal(written[cols].reset_index(drop=True), from_json[cols].reset_index(drop=True))
+    assert (written["ts"] - from_json["ts"]).abs().max() < 1e-5
+
+
+def read_back_json(rows):
+    from tcpwatch.events import conform
+
+    return conform(pd.DataFrame.from_records(rows))
+
+
+def bpf_prog_names() -> list[str]:
+    out = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True).stdout
+    return [p.get("name", "") for p in json.loads(out)]
+
+
+def test_sigint_mid_capture(lab, tmp_path):
+    out = tmp_path / "events.jsonl"
+    proc = start_cli(lab, "--output", str(out))
+    assert any(n.startswith("tw_") for n in bpf_prog_names())
+    refused(lab)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0, stderr
+    assert "NO_SOCKET" in stdout and "-- summary" in stdout and "lost=0" in stdout
+    assert "Traceback" not in stderr
+    written = read_back(str(out))
+    assert sorted(written["kind"]) == ["reset-received", "reset-sent"]
+    assert not [n for n in bpf_prog_names() if n.startswith("tw_")], "a BPF program stayed loaded"
+
+
+def test_not_root_exits_2(tmp_path):
+    env = {k: v for k, v in os.environ.items()}
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
+                           "tcpwatch.cli", "resets", "--duration", "1"], cwd=str(ROOT), capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "root" in proc.stderr and "sudo" in proc.stderr
+
+
+def test_missing_tracepoint_exits_2(tmp_path):
+    fake = tmp_path / "tracing"
+    (fake / "events" / "irq").mkdir(parents=True)
+    proc = run_cli("resets", "--duration", "1", env={"TCPWATCH_TRACEFS": str(fake)})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "tcp:tcp_send_reset is missing" in proc.stderr
+
+
+def test_python_api_capture(lab):
+    import threading
+
+    import tcpwatch
+
+    timer = threading.Timer(1.5, lambda: refused(lab))
+    timer.start()
+    frame = tcpwatch.capture(duration=2.5, netns=[lab.server.name], port=9)
+    timer.join()
+    assert list(frame.columns[:14]) == ["ts", "source", "kind", "family", "saddr", "sport", "daddr", "dport",
+                                        "state", "reason", "netns", "cookie", "pid", "comm"]
+    assert str(frame["sport"].dtype) == "UInt16" and str(frame["pid"].dtype) == "Int64"
+    assert frame["kind"].tolist() == ["reset-sent"] and frame.attrs["lost"] == 0

@@ -1,0 +1,205 @@
+"""`tcpwatch resets` offline parts: format files of both tcp_send_reset layouts, the generated
+tracepoint structs (compiled and run with gcc), filters, the event header, decoding."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tcpwatch.errors import UsageProblem
+from tcpwatch.live.decode import Names, decode
+from tcpwatch.live.filters import Filters, lpm_key
+from tcpwatch.live.header import HEADER, constants, event_dtype, kind_names
+from tcpwatch.live.program import tracepoint_struct
+from tcpwatch.live.tracefs import parse_format
+
+FORMATS = Path(__file__).parent / "fixtures" / "formats"
+BPF_DIR = Path(HEADER).parent
+
+
+def fmt(kernel: str, name: str):
+    return parse_format((FORMATS / kernel / name).read_text())
+
+
+def test_new_layout_fields_and_reason_names():
+    f = fmt("6.18", "tcp_send_reset")
+    assert f.name == "tcp_send_reset"
+    assert (f.fields["saddr"].offset, f.fields["saddr"].size) == (32, 28)
+    assert f.fields["reason"].ctype == "enum sk_rst_reason"
+    assert "sport" not in f.fields and "common_pid" not in f.fields
+    reasons = f.names_for("reason")
+    assert reasons[1] == "NO_SOCKET" and reasons[11] == "TCP_ABORT_ON_CLOSE"
+    # State keys are enum constants: they resolve only through BTF-like values.
+    assert f.names_for("state") == {}
+    assert f.names_for("state", {"TCP_ESTABLISHED": 1, "TCP_CLOSE": 7})[7] == "TCP_CLOSE"
+
+
+def test_old_layout_fields_and_no_reason():
+    f = fmt("6.1", "tcp_send_reset")
+    assert f.has("sport", "dport", "family", "saddr", "daddr", "saddr_v6", "daddr_v6")
+    assert f.fields["saddr"].size == 4 and "reason" not in f.fields
+    assert f.names_for("reason") == {}
+    assert f.names_for("family") == {2: "AF_INET", 10: "AF_INET6"}
+
+
+HARNESS = r"""
+#include <arpa/inet.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+typedef uint8_t __u8; typedef int8_t __s8; typedef uint16_t __u16; typedef int16_t __s16;
+typedef uint32_t __u32; typedef int32_t __s32; typedef uint64_t __u64; typedef int64_t __s64;
+#ifndef __always_inline
+#define __always_inline inline __attribute__((always_inline))
+#endif
+#define bpf_probe_read_kernel(d, n, s) memcpy((d), (s), (n))
+#define bpf_htonl htonl
+#define bpf_ntohs ntohs
+#include "tcpwatch.h"
+%(struct)s
+#include "tcpwatch_tp.h"
+int main(void) {
+    unsigned char rec[256] = {0};
+    struct tw_event e;
+    memset(&e, 0, sizeof e);
+    if (fread(rec, 1, sizeof rec, stdin) == 0) return 1;
+    TW_ADDRS(tcp_send_reset, (struct tp_tcp_send_reset *)rec, &e, %(swap)d);
+    fwrite(&e, sizeof e, 1, stdout);
+    return 0;
+}
+"""
+
+
+def run_harness(tmp_path, f, record: bytes, swap: int = 0):
+    if not shutil.which("gcc"):
+        pytest.skip("gcc missing")
+    src = tmp_path / "h.c"
+    src.write_text(HARNESS % {"struct": tracepoint_struct(f), "swap": swap})
+    exe = tmp_path / "h"
+    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-Wno-unused-function", f"-I{BPF_DIR}", "-o", str(exe),
+                    str(src)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], input=record, capture_output=True, check=True).stdout
+    return np.frombuffer(out, dtype=event_dtype())[0]
+
+
+def put(buf: bytearray, f, name: str, data: bytes):
+    field = f.fields[name]
+    assert len(data) <= field.size
+    buf[field.offset:field.offset + len(data)] = data
+
+
+def sockaddr(family: int, addr: str, port: int) -> bytes:
+    if family == 4:
+        return struct.pack("<H", socket.AF_INET) + struct.pack(">H", port) + socket.inet_aton(addr)
+    return (struct.pack("<H", socket.AF_INET6) + struct.pack(">H", port) + b"\0" * 4
+            + socket.inet_pton(socket.AF_INET6, addr))
+
+
+@pytest.mark.parametrize("family,src,dst", [(4, "198.18.0.2", "198.18.0.1"), (6, "fd74:7763::2", "fd74:7763::1")])
+def test_generated_struct_reads_new_layout(tmp_path, family, src, dst):
+    f = fmt("6.18", "tcp_send_reset")
+    rec = bytearray(f.size)
+    put(rec, f, "saddr", sockaddr(family, src, 9))
+    put(rec, f, "daddr", sockaddr(family, dst, 40000))
+    e = run_harness(tmp_path, f, bytes(rec))
+    n = 4 if family == 4 else 16
+    assert e["family"] == family
+    assert str(ipaddress.ip_address(bytes(e["saddr"][:n]))) == src
+    assert str(ipaddress.ip_address(bytes(e["daddr"][:n]))) == dst
+    assert (e["sport"], e["dport"]) == (9, 40000)
+
+
+@pytest.mark.parametrize("family,src,dst", [(4, "198.18.0.2", "198.18.0.1"), (6, "fd74:7763::2", "fd74:7763::1")])
+def test_generated_struct_reads_old_layout(tmp_path, family, src, dst):
+    f = fmt("6.1", "tcp_send_reset")
+    rec = bytearray(f.size)
+    put(rec, f, "sport", struct.pack("<H", 9))      # host order in the old layout
+    put(rec, f, "dport", struct.pack("<H", 40000))
+    put(rec, f, "family", struct.pack("<H", socket.AF_INET if family == 4 else socket.AF_INET6))
+    if family == 4:
+        put(rec, f, "saddr", socket.inet_aton(src))
+        put(rec, f, "daddr", socket.inet_aton(dst))
+    put(rec, f, "saddr_v6", socket.inet_pton(socket.AF_INET6, src if family == 6 else "::ffff:" + src))
+    put(rec, f, "daddr_v6", socket.inet_pton(socket.AF_INET6, dst if family == 6 else "::ffff:" + dst))
+    e = run_harness(tmp_path, f, bytes(rec), swap=1)   # swap: as for a received reset
+    n = 4 if family == 4 else 16
+    assert e["family"] == family
+    assert str(ipaddress.ip_address(bytes(e["saddr"][:n]))) == dst
+    assert str(ipaddress.ip_address(bytes(e["daddr"][:n]))) == src
+    assert (e["sport"], e["dport"]) == (40000, 9)
+
+
+def test_old_layout_without_family_uses_v4_mapped(tmp_path):
+    text = (FORMATS / "6.1" / "tcp_send_reset").read_text()
+    text = text.replace("\tfield:__u16 family;\toffset:32;\tsize:2;\tsigned:0;\n", "")
+    f = parse_format(text)
+    assert "family" not in f.fields
+    rec = bytearray(f.size)
+    put(rec, f, "saddr", socket.inet_aton("198.18.0.2"))
+    put(rec, f, "daddr", socket.inet_aton("198.18.0.1"))
+    put(rec, f, "saddr_v6", socket.inet_pton(socket.AF_INET6, "::ffff:198.18.0.2"))
+    put(rec, f, "daddr_v6", socket.inet_pton(socket.AF_INET6, "::ffff:198.18.0.1"))
+    e = run_harness(tmp_path, f, bytes(rec))
+    assert e["family"] == 4 and bytes(e["saddr"][:4]) == socket.inet_aton("198.18.0.2")
+
+
+def test_header_dtype_matches_c_sizeof(tmp_path):
+    src = tmp_path / "s.c"
+    src.write_text('#include <stdint.h>\n#include <stdio.h>\n#include <stddef.h>\n'
+                   'typedef uint8_t __u8; typedef uint16_t __u16; typedef uint32_t __u32; typedef uint64_t __u64;\n'
+                   '#include "tcpwatch.h"\nint main(void){printf("%zu %zu %zu\\n", sizeof(struct tw_event),'
+                   ' offsetof(struct tw_event, sport), offsetof(struct tw_event, comm)); return 0;}\n')
+    subprocess.run(["gcc", f"-I{BPF_DIR}", "-o", str(tmp_path / "s"), str(src)], check=True)
+    size, sport, comm = map(int, subprocess.run([str(tmp_path / "s")], capture_output=True, text=True,
+                                                check=True).stdout.split())
+    dt = event_dtype()
+    assert (dt.itemsize, dt.fields["sport"][1], dt.fields["comm"][1]) == (size, sport, comm)
+    assert kind_names()[constants()["TW_KIND_RESET_SENT"]] == "reset-sent"
+
+
+def test_decode_batch():
+    dt = event_dtype()
+    c = constants()
+    rec = np.zeros(3, dtype=dt)
+    rec["ts_ns"] = [3_000_000_000, 1_000_000_000, 2_000_000_000]
+    rec["kind"] = [c["TW_KIND_RESET_SENT"], c["TW_KIND_RESET_RECEIVED"], c["TW_KIND_RESET_SENT"]]
+    rec["family"] = [4, 6, 6]
+    rec["saddr"][0][:4] = list(socket.inet_aton("198.18.0.2"))
+    rec["saddr"][1] = list(socket.inet_pton(socket.AF_INET6, "fd74:7763::2"))
+    rec["saddr"][2] = list(socket.inet_pton(socket.AF_INET6, "::ffff:198.18.0.9"))
+    rec["sport"] = [9, 80, 443]
+    rec["reason"] = [1, 0, 11]
+    rec["state"] = [0, 1, 7]
+    rec["flags"] = [c["TW_F_HAS_REASON"], c["TW_F_HAS_STATE"] | c["TW_F_OWNER_TASK"],
+                    c["TW_F_HAS_REASON"] | c["TW_F_HAS_STATE"]]
+    rec["pid"] = [0, 42, 7]
+    rec["comm"] = [b"", b"nginx", b"other"]
+    rec["netns"] = [0, 4026531833, 4026531833]
+    names = Names(states={1: "ESTABLISHED", 7: "CLOSE"}, reasons={1: "NO_SOCKET", 11: "TCP_ABORT_ON_CLOSE"})
+    frame = decode(rec.tobytes(), names, mono_to_epoch=1000.0)
+    assert frame["ts"].tolist() == [1001.0, 1002.0, 1003.0]  # sorted by time
+    first, second, third = frame.to_dict("records")
+    assert (first["kind"], first["family"], first["saddr"], first["sport"]) == ("reset-received", 6, "fd74:7763::2", 80)
+    assert (first["state"], first["pid"], first["comm"]) == ("ESTABLISHED", 42, "nginx")
+    assert first["reason"] is None
+    assert (second["family"], second["saddr"], second["reason"], second["state"]) == (4, "198.18.0.9", "TCP_ABORT_ON_CLOSE", "CLOSE")
+    assert second["pid"] is None  # not the owner: never reported
+    assert (third["saddr"], third["reason"], third["state"], third["netns"]) == ("198.18.0.2", "NO_SOCKET", None, None)
+
+
+def test_filters_parse_and_reject():
+    f = Filters.parse(ports=["80", 443], hosts=["10.0.0.0/8", "2001:db8::1"], netns=["4026531833"], direction="sent")
+    assert f.ports == {80, 443} and f.netns == {4026531833} and f.direction == "sent"
+    assert lpm_key(f.hosts[0]) == (8 + 8, bytes([4, 10]) + b"\0" * 15)
+    assert lpm_key(f.hosts[1])[0] == 8 + 128
+    for bad in (dict(ports=["http"]), dict(ports=[70000]), dict(hosts=["10.0.0.300"]),
+                dict(netns=["no-such-ns-xyz"]), dict(netns=["../x"]), dict(direction="both")):
+        with pytest.raises(UsageProblem):
+            Filters.parse(**bad)
