@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import time
 from typing import IO
 
 DIRECTION = {"reset-sent": "SENT", "reset-received": "RECV", "retransmit": "RETX", "state-change": "STATE",
@@ -11,23 +11,39 @@ HEADER = f"{'TIME':<15} {'DIR':<5} {'SENDER -> RECEIVER':<47} {'STATE':<11} {'RE
 
 
 def _endpoint(addr, port) -> str:
-    return f"[{addr}]:{port}" if addr is not None and ":" in str(addr) else f"{addr}:{port}"
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
-def _blank(value) -> str:
-    import pandas as pd
+def _clock(ts: list[float]) -> list[str]:
+    """HH:MM:SS.ffffff in local time, without a datetime object per row."""
+    if not ts:
+        return []
+    offset = time.localtime(ts[0]).tm_gmtoff
+    out = []
+    for t in ts:
+        micros = int(round((t + offset) * 1e6)) % 86_400_000_000
+        secs, us = divmod(micros, 1_000_000)
+        out.append(f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{us:06d}")
+    return out
 
-    return "-" if pd.isna(value) else str(value)
+
+def _column(frame, name) -> list:
+    """Column values as plain Python objects, missing values as '-'."""
+    if name not in frame.columns:
+        return ["-"] * len(frame)
+    series = frame[name]
+    return series.astype(object).where(series.notna(), "-").tolist()
 
 
 def event_lines(frame) -> list[str]:
+    clock = _clock(frame["ts"].tolist())
+    cols = [_column(frame, n) for n in ("kind", "saddr", "sport", "daddr", "dport", "state", "reason",
+                                        "netns", "pid", "comm")]
     lines = []
-    for row in frame.itertuples(index=False):
-        t = dt.datetime.fromtimestamp(row.ts).strftime("%H:%M:%S.%f")
-        flow = f"{_endpoint(row.saddr, row.sport)} -> {_endpoint(row.daddr, row.dport)}"
-        owner = f" {row.pid}/{row.comm}" if _blank(row.pid) != "-" else ""
-        lines.append(f"{t} {DIRECTION.get(row.kind, row.kind):<5} {flow:<47} {_blank(row.state):<11} "
-                     f"{_blank(row.reason):<18} {_blank(row.netns)}{owner}")
+    for t, kind, saddr, sport, daddr, dport, state, reason, netns, pid, comm in zip(clock, *cols):
+        flow = f"{_endpoint(saddr, sport)} -> {_endpoint(daddr, dport)}"
+        owner = f" {pid}/{comm}" if pid != "-" else ""
+        lines.append(f"{t} {DIRECTION.get(kind, kind):<5} {flow:<47} {state:<11} {reason:<18} {netns}{owner}")
     return lines
 
 

@@ -19,6 +19,17 @@ from .lab import Lab
 CLOSED_PORT = 9  # nothing listens there in a fresh namespace
 
 
+SERVER_COMM = "tw-server"
+CLIENT_COMM = "tw-client"
+
+
+def _set_comm(name: str) -> None:
+    """Name this process (what the kernel reports as comm), so captures can be checked."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
+
+
 @dataclass
 class Played:
     name: str
@@ -43,6 +54,7 @@ def _connect(addr: str, port: int, family: int, timeout: float = 3.0) -> socket.
 
 
 def _refused_client(addr: str, port: int, family: int) -> int:
+    _set_comm(CLIENT_COMM)
     s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
     s.settimeout(3)
     try:
@@ -59,16 +71,6 @@ def refused(lab: Lab, family: int = 4) -> Played:
     addr = lab.server.v4 if family == 4 else lab.server.v6
     port = lab.client.call(_refused_client, addr, CLOSED_PORT, family)
     return Played("refused", CLOSED_PORT, port, None, family)
-
-
-SERVER_COMM = "tw-server"
-
-
-def _set_comm(name: str) -> None:
-    """Name this process (what the kernel reports as comm), so captures can be checked."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
 
 
 def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
@@ -90,6 +92,7 @@ def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
 
 
 def _client_send_and_wait(addr: str, port: int, family: int, payload: bytes, done_flag, wait: float) -> int:
+    _set_comm(CLIENT_COMM)
     s = _connect(addr, port, family)
     local = s.getsockname()[1]
     if payload:

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 def _endpoint_roles(frame):
     """(local port, peer address) per row: for a reset this host sent, the peer is the
     destination; for one it received, the peer is the sender."""
-    received = frame["kind"].isin(["reset-received"]).to_numpy()
-    import numpy as np
-
-    port = np.where(received, frame["dport"].to_numpy(dtype=object), frame["sport"].to_numpy(dtype=object))
-    peer = np.where(received, frame["saddr"].to_numpy(dtype=object), frame["daddr"].to_numpy(dtype=object))
+    received = frame["kind"] == "reset-received"
+    port = frame["sport"].where(~received, frame["dport"])
+    peer = frame["daddr"].where(~received, frame["saddr"])
     return port, peer
+
+
+def _count(counter: Counter, series) -> None:
+    counter.update(series.value_counts(dropna=False).to_dict())
 
 
 @dataclass
@@ -30,11 +32,11 @@ class Summary:
         if frame is None or frame.empty:
             return
         self.events += len(frame)
-        self.by_kind.update(frame["kind"].fillna("-").tolist())
-        self.by_reason.update(frame["reason"].fillna("-").tolist())
+        _count(self.by_kind, frame["kind"].fillna("-"))
+        _count(self.by_reason, frame["reason"].fillna("-"))
         port, peer = _endpoint_roles(frame)
-        self.by_port.update(int(p) for p in port if p is not None and p == p)
-        self.by_peer.update(str(p) for p in peer if p is not None and p == p)
+        _count(self.by_port, port.dropna().astype(int))
+        _count(self.by_peer, peer.dropna().astype(str))
 
     def as_dict(self, top: int = 10) -> dict:
         return {

@@ -68,6 +68,7 @@ class Capture:
         self.flush_interval = flush_interval
         self.stats = Stats()
         self._bpf = None
+        self._ring = None
         self._raw: list[bytes] = []
         self._stop = threading.Event()
         self._mono_to_epoch = 0.0
@@ -104,7 +105,7 @@ class Capture:
         from .program import BPF_DIR
 
         try:
-            self._bpf = BPF(text=source.encode(), cflags=[f"-I{BPF_DIR}".encode(), b"-Wno-macro-redefined"])
+            self._bpf = BPF(text=source.encode(), cflags=[f"-I{BPF_DIR}", "-Wno-macro-redefined"])
         except Exception as err:
             raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
                                      "run `tcpwatch doctor`") from None
@@ -114,7 +115,9 @@ class Capture:
             self.stats.attached.append(f"{cat}:{name}")
         table = self._bpf[b"events"]
         if use_ringbuf:
-            table.open_ring_buffer(self._on_event)
+            from .ringbuf import RingReader
+
+            self._ring = RingReader(table.map_fd, options.ringbuf_pages * os.sysconf("SC_PAGE_SIZE"))
         else:
             table.open_perf_buffer(self._on_event, page_cnt=_pages(self.buffer_mb),
                                    lost_cb=lambda _count: None)  # counted in the kernel instead
@@ -140,16 +143,18 @@ class Capture:
         return Names(states=states, reasons=reasons)
 
     # -- running ------------------------------------------------------------------------
-    def _on_event(self, *args) -> None:
-        # ring buffer: (ctx, data, size); perf buffer: (cpu, data, size)
-        self._raw.append(ctypes.string_at(args[1], args[2]))
+    def _on_event(self, _cpu, data, size) -> None:
+        # perf buffer only: the ring buffer is read in batches by RingReader
+        self._raw.append(ctypes.string_at(data, size))
 
     def stop(self) -> None:
         self._stop.set()
 
     def _poll(self, timeout_ms: int) -> None:
-        if self.stats.transport == "ringbuf":
-            self._bpf.ring_buffer_poll(timeout_ms)
+        if self._ring is not None:
+            if not self._ring.read(self._raw) and timeout_ms:
+                self._ring.wait(timeout_ms / 1000)
+                self._ring.read(self._raw)
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
 
@@ -191,6 +196,9 @@ class Capture:
             try:
                 self.read_lost()
             finally:
+                if self._ring is not None:
+                    self._ring.close()
+                    self._ring = None
                 self._bpf.cleanup()
                 self._bpf = None
 

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Callable
 
 from ..render import HEADER, event_lines, print_summary
 from ..sinks import JsonlSink, open_file_sink
@@ -22,8 +22,11 @@ class Outputs:
     stderr: IO[str] = sys.stderr
 
 
-def run(cap: Capture, duration: float | None, outputs: Outputs) -> dict:
-    """Capture until duration or SIGINT/SIGTERM; returns the summary dict."""
+def run(cap: Capture, duration: float | None, outputs: Outputs,
+        on_started: Callable[[], None] | None = None) -> dict:
+    """Capture until duration, stop() or SIGINT/SIGTERM; returns the summary dict.
+
+    on_started runs once the probes are attached (the demo starts its traffic there)."""
     summary = Summary()
     file_sink = open_file_sink(outputs.output) if outputs.output else None
     json_sink = JsonlSink(outputs.stdout) if outputs.as_json else None
@@ -34,6 +37,8 @@ def run(cap: Capture, duration: float | None, outputs: Outputs) -> dict:
         outputs.stderr.write(f"tcpwatch: tracing {', '.join(cap.stats.attached)} "
                              f"({cap.stats.transport}); Ctrl-C to stop\n")
         outputs.stderr.flush()
+        if on_started:
+            on_started()
         if not outputs.as_json:
             outputs.stdout.write(HEADER + "\n")
             outputs.stdout.flush()

@@ -1,0 +1,131 @@
+"""Live reset capture under load: tcpwatch vs a bcc-tools-style consumer, in one run.
+
+A C generator makes refused connects (two resets each) inside a private namespace as fast as
+one core allows for SECONDS. Printed side by side: events generated, captured, lost, the
+consumer's CPU seconds, and the traced connect rate as a ratio of the untraced rate; then the
+time from starting tcpwatch to its first event. Run as root: `make bench` or
+`.venv/bin/python bench/resets_bench.py [SECONDS]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PY = sys.executable
+
+
+def build_generator() -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    exe = OUT / "gen_refused"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(ROOT / "bench" / "gen_refused.c")], check=True)
+    return exe
+
+
+def generate(host, exe: Path, seconds: float, interval_us: int = 0) -> int:
+    out = host.run(str(exe), "127.0.0.1", "9", str(seconds), str(interval_us), timeout=seconds + 30)
+    return int(out.stdout.strip())
+
+
+def wait_line(stream, needle: str, timeout: float = 30) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        ready, _, _ = select.select([stream], [], [], 0.5)
+        if ready:
+            line = stream.readline()
+            if needle in line:
+                return line
+            if not line:
+                break
+    raise RuntimeError(f"no {needle!r} within {timeout}s")
+
+
+def cpu_of(proc: subprocess.Popen) -> float:
+    _pid, _status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_tcpwatch(lab, exe: Path, seconds: float) -> dict:
+    """`tcpwatch resets --output x.jsonl`, its terminal lines going to a file."""
+    jsonl = OUT / "resets.jsonl"
+    stdout = open(OUT / "resets.stdout", "w+")
+    proc = subprocess.Popen([PY, "-m", "tcpwatch.cli", "resets", "--netns", lab.server.name,
+                             "--output", str(jsonl)], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    wait_line(proc.stderr, "tracing")
+    connects = generate(lab.server, exe, seconds)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    cpu = cpu_of(proc)
+    stdout.seek(0)
+    summary = dict(re.findall(r"\b(captured|lost)=(\d+)", stdout.read()))
+    summary = {k: int(v) for k, v in summary.items()}
+    with open(jsonl) as f:
+        written = sum(1 for _ in f)
+    return {"connects": connects, "captured": summary["captured"], "written": written,
+            "lost": summary["lost"], "cpu": cpu}
+
+
+def run_peer(lab, exe: Path, seconds: float) -> dict:
+    proc = subprocess.Popen([PY, str(ROOT / "bench" / "bcc_style_consumer.py"), str(lab.server.inode),
+                             str(seconds + 1.5)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wait_line(proc.stdout, "ready")
+    connects = generate(lab.server, exe, seconds)
+    result = json.loads(proc.stdout.read().splitlines()[-1])
+    cpu = cpu_of(proc)
+    return {"connects": connects, "captured": result["captured"], "written": result["captured"],
+            "lost": result["lost"], "cpu": cpu}
+
+
+def time_to_first_event(lab, exe: Path) -> float:
+    gen = lab.server.popen(str(exe), "127.0.0.1", "9", "5", "5000", stdout=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([PY, "-m", "tcpwatch.cli", "resets", "--netns", lab.server.name, "--json"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        wait_line(proc.stdout, '"kind"')
+        return time.monotonic() - t0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+        gen.kill()
+        gen.wait()
+
+
+def main() -> None:
+    sys.path.insert(0, str(ROOT))
+    from tcpwatch.lab import Lab
+
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    exe = build_generator()
+    with Lab(prefix="twbench") as lab:
+        base = generate(lab.server, exe, seconds)
+        rows = {"tcpwatch (ringbuf, batch decode)": run_tcpwatch(lab, exe, seconds),
+                "bcc-style (64-page perf, ctypes)": run_peer(lab, exe, seconds)}
+        first = time_to_first_event(lab, exe)
+    print(f"\nrefused connects for {seconds:.0f} s in a private namespace, 2 resets each")
+    print(f"untraced: {base / seconds:,.0f} connects/s ({2 * base / seconds:,.0f} events/s)\n")
+    print(f"{'consumer':<34} {'generated':>10} {'captured':>10} {'lost':>8} {'events/s':>10} "
+          f"{'CPU s':>7} {'rate ratio':>10}")
+    for name, r in rows.items():
+        generated = 2 * r["connects"]
+        print(f"{name:<34} {generated:>10,} {r['captured']:>10,} {r['lost']:>8,} {generated / seconds:>10,.0f} "
+              f"{r['cpu']:>7.2f} {r['connects'] / base:>10.2f}")
+        if r["captured"] + r["lost"] != generated:
+            print(f"  note: {name}: captured + lost = {r['captured'] + r['lost']:,} of {generated:,}")
+    print(f"\ntcpwatch: start to first event {first:.2f} s (goal <= 1.5 s); "
+          f"rate ratio goal >= 0.90; loss goal 0")
+
+
+if __name__ == "__main__":
+    main()
