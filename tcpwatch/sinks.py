@@ -27,7 +27,8 @@ def frame_to_jsonl(frame) -> str:
     """JSON Lines text for a batch (pandas' C encoder): nulls as null, integers as integers."""
     if frame.empty:
         return ""
-    return frame.to_json(orient="records", lines=True, double_precision=9) + "\n"
+    text = frame.to_json(orient="records", lines=True, double_precision=9)
+    return text if text.endswith("\n") else text + "\n"
 
 
 class Sink:
