@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 PKGS=(python3-bpfcc bpfcc-tools bpftool python3-venv python3-dev gcc make iproute2 iptables
-      conntrack tcpdump tshark procps kmod)
+      conntrack nftables tcpdump tshark procps kmod util-linux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -144,20 +144,22 @@ class Lab:
         return self.client, self.server
 
 
-_cleanup_installed = False
+_cleanup_owner: int | None = None  # the pid that made the labs; forked children must not clean up
 
 
 def _cleanup_all() -> None:
+    if os.getpid() != _cleanup_owner:
+        return
     for lab in list(_LIVE_LABS):
         lab.destroy()
 
 
 def _install_cleanup() -> None:
     """Namespaces go away on normal exit and on SIGTERM/SIGHUP too, not only on Ctrl-C."""
-    global _cleanup_installed
-    if _cleanup_installed:
+    global _cleanup_owner
+    if _cleanup_owner == os.getpid():
         return
-    _cleanup_installed = True
+    _cleanup_owner = os.getpid()
     atexit.register(_cleanup_all)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         previous = signal.getsignal(sig)

@@ -1,0 +1,91 @@
+"""Join events with conntrack: one cache per network namespace, `ct_` columns per event row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Iterable
+
+from ..errors import TcpwatchError
+from .cache import ConntrackCache
+from .entry import CT_DTYPES, CtLookup, empty_columns, is_missing
+from .netns import own_netns_inode
+
+
+class ConntrackCaches:
+    """A ConntrackCache per namespace inode, opened on first use (auto) or up front (watch)."""
+
+    def __init__(self, ttl: float = 30.0, auto: bool = True, netns: Iterable[str | int | None] = ()):
+        self.ttl = ttl
+        self.auto = auto
+        self.failures: dict[int, str] = {}      # inode -> why no cache could be opened there
+        self._caches: dict[int, ConntrackCache] = {}
+        self._own = own_netns_inode()
+        for ns in netns:
+            self.watch(ns)
+
+    def watch(self, netns: str | int | None) -> ConntrackCache:
+        """Start watching a namespace now (so its entries are cached before its first event)."""
+        cache = ConntrackCache(netns, ttl=self.ttl)
+        self._caches.setdefault(cache.netns.inode, cache)
+        return self._caches[cache.netns.inode]
+
+    def get(self, inode: int | None) -> ConntrackCache | None:
+        """The cache of a namespace (None: this process's), or None if it cannot be watched."""
+        inode = self._own if inode is None else int(inode)
+        cache = self._caches.get(inode)
+        if cache is None and self.auto and inode not in self.failures:
+            try:
+                cache = self.watch(inode)
+            except TcpwatchError as err:        # the namespace is gone: its events get "unavailable"
+                self.failures[inode] = err.one_line()
+        return cache
+
+    def __iter__(self):
+        return iter(self._caches.values())
+
+    def close(self) -> None:
+        for cache in self._caches.values():
+            cache.close()
+        self._caches.clear()
+
+    def __enter__(self) -> "ConntrackCaches":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+CacheSource = ConntrackCaches | ConntrackCache | Mapping[int | None, ConntrackCache]
+
+
+def _cache_for(caches: CacheSource, inode: Any) -> ConntrackCache | None:
+    inode = None if is_missing(inode) else int(inode)
+    if isinstance(caches, ConntrackCache):
+        return caches
+    if isinstance(caches, ConntrackCaches):
+        return caches.get(inode)
+    return caches.get(inode)
+
+
+def enrich(frame, caches: CacheSource):
+    """A copy of an events frame with the `ct_` columns of CT_DTYPES added (typed, nullable).
+
+    caches: a ConntrackCaches (per-namespace, by the frame's `netns` inode), a mapping inode ->
+    ConntrackCache, or one ConntrackCache for every row. Lookups only read caches; never block."""
+    import pandas as pd
+
+    names = ("family", "saddr", "sport", "daddr", "dport", "ts", "netns")
+    columns = [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
+    rows = []
+    for family, saddr, sport, daddr, dport, ts, inode in zip(*columns):
+        cache = _cache_for(caches, inode)
+        if cache is None or any(is_missing(v) for v in (family, saddr, sport, daddr, dport)):
+            rows.append(empty_columns(CtLookup.UNAVAILABLE))
+            continue
+        rows.append(cache.columns(int(family), saddr, int(sport), daddr, int(dport),
+                                  None if is_missing(ts) else float(ts)))
+    ct = pd.DataFrame.from_records(rows, columns=list(CT_DTYPES), index=frame.index)
+    out = frame.copy()
+    for name, dtype in CT_DTYPES.items():
+        out[name] = ct[name].astype(dtype)
+    return out
