@@ -19,7 +19,7 @@ demo: setup
 	$(VENV)/bin/tcpwatch demo
 
 bench: setup
-	$(PY) bench/run_all.py
+	$(PY) bench/resets_bench.py
 
 pcaps: setup
 	$(PY) -m tcpwatch.pcaps_gen pcaps
