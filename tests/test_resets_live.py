@@ -185,3 +185,14 @@ def test_python_api_capture(lab):
                                         "state", "reason", "netns", "cookie", "pid", "comm"]
     assert str(frame["sport"].dtype) == "UInt16" and str(frame["pid"].dtype) == "Int64"
     assert frame["kind"].tolist() == ["reset-sent"] and frame.attrs["lost"] == 0
+
+
+def test_perf_buffer_transport(lab):
+    """The fallback for kernels before 5.8, forced here: same events, counted the same way."""
+    with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), transport="perf") as cap:
+        played = refused(lab)
+        frames = list(cap.batches(0.6))
+    frame = pd.concat(frames, ignore_index=True)
+    assert cap.stats.transport == "perf" and cap.stats.lost == 0
+    assert sorted(frame["kind"]) == ["reset-received", "reset-sent"]
+    assert set(frame["dport"]) == {played.client_port}

@@ -17,6 +17,7 @@ from typing import Iterator
 from ..errors import EnvironmentProblem, UsageProblem
 from .decode import Names, decode
 from .filters import Filters, fill_maps
+from .header import event_dtype
 
 # tracepoint -> BPF function; direction decides which reset tracepoints are attached.
 RESET_PROBES = {"sent": ("tcp", "tcp_send_reset", "tw_send_reset"),
@@ -70,6 +71,7 @@ class Capture:
         self._bpf = None
         self._ring = None
         self._raw: list[bytes] = []
+        self._event_size = event_dtype().itemsize
         self._stop = threading.Event()
         self._mono_to_epoch = 0.0
         self._names: Names | None = None
@@ -144,8 +146,9 @@ class Capture:
 
     # -- running ------------------------------------------------------------------------
     def _on_event(self, _cpu, data, size) -> None:
-        # perf buffer only: the ring buffer is read in batches by RingReader
-        self._raw.append(ctypes.string_at(data, size))
+        # perf buffer only (the ring buffer is read in batches by RingReader). Perf pads each
+        # sample to 8 bytes after its 4-byte size: keep exactly one struct.
+        self._raw.append(ctypes.string_at(data, min(size, self._event_size)))
 
     def stop(self) -> None:
         self._stop.set()
