@@ -1,0 +1,1 @@
+"""iptables/nftables/ulogd LOG lines: parser (api), capture check (verify), offline replay (replay), rules helper (rules)."""
