@@ -20,6 +20,8 @@ demo: setup
 
 bench: setup
 	$(PY) bench/resets_bench.py
+	$(PY) bench/pcap_bench.py
+	$(PY) bench/iplog_bench.py
 
 pcaps: setup
 	$(PY) -m tcpwatch.pcaps_gen pcaps

@@ -115,4 +115,27 @@ def rules_cmd(prefix, exclude_ports, level, log_file, keep_days, do_apply, do_re
         click.echo(rules.render_all(spec), nl=False)
 
 
-COMMANDS = [iplog_cmd, rules_cmd]
+@click.command("verify")
+@click.option("--pcap", "pcap", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--log", "log", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--skew", type=float, default=5.0, show_default=True, help="Clock difference tolerated (s).")
+@output_options
+def verify_cmd(pcap, log, skew, as_json, output):
+    """Match each logged packet to the capture: matched, logged-not-captured, unlogged RSTs."""
+    from ..iplog.verify import verify
+
+    result = verify(pcap, log, skew=skew)
+    summary = result["summary"]
+    if as_json or output:
+        _emit(result["logged"], summary, as_json, output, ())
+        return
+    for key, value in summary.items():
+        click.echo(f"{key:26s} {value}")
+    if len(result["logged"]):
+        click.echo(result["logged"].to_string(index=False, na_rep="-", max_rows=200))
+    if len(result["unlogged_rsts"]):
+        click.echo("captured RSTs that were not logged:")
+        click.echo(result["unlogged_rsts"][["index", "ts", "saddr", "sport", "daddr", "dport"]].to_string(index=False))
+
+
+COMMANDS = [iplog_cmd, rules_cmd, verify_cmd]
