@@ -196,3 +196,27 @@ def test_perf_buffer_transport(lab):
     assert cap.stats.transport == "perf" and cap.stats.lost == 0
     assert sorted(frame["kind"]) == ["reset-received", "reset-sent"]
     assert set(frame["dport"]) == {played.client_port}
+
+
+def test_python_api_stream(lab):
+    import threading
+
+    import tcpwatch
+    from tcpwatch.events import Event, Kind
+
+    timer = threading.Timer(1.5, lambda: refused(lab))
+    timer.start()
+    events = list(tcpwatch.stream(duration=2.5, netns=[lab.server.name]))
+    timer.join()
+    assert len(events) == 1 and isinstance(events[0], Event)
+    event = events[0]
+    assert (event.kind, event.reason, event.sport, event.netns) == (Kind.RESET_SENT, "NO_SOCKET", 9, lab.server.inode)
+    assert event.pid is None and event.comm is None and event.state is None
+    assert "uid" in event.extra and event.extra["uid"] is None
+
+
+def test_doctor_lists_checks():
+    proc = run_cli("doctor")
+    assert proc.returncode == 0, proc.stdout
+    assert "ok      tracepoint tcp:tcp_send_reset" in proc.stdout
+    assert "missing kprobes/fentry" in proc.stdout  # reported, but not required

@@ -34,12 +34,13 @@ def doctor():
     from ..live.doctor import all_checks
 
     failed = 0
-    for check in all_checks():
+    for check, required in all_checks():
         mark = "ok     " if check.ok else "missing"
         click.echo(f"{mark} {check.name:<32} {check.detail}")
-        if not check.ok and check.fix:
-            click.echo(f"        {'':<32} fix: {check.fix}")
-            failed += check.name in {"root", "tracefs", "kernel BTF", "bcc", "kernel headers"}
+        if not check.ok:
+            if check.fix:
+                click.echo(f"        {'':<32} fix: {check.fix}")
+            failed += required
     sys.exit(2 if failed else 0)
 
 

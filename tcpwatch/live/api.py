@@ -41,8 +41,8 @@ def stream_batches(duration: float | None = None, **filters) -> Iterator:
 
 def stream(duration: float | None = None, **filters) -> Iterator[Event]:
     """Events one by one, for long runs; stop by breaking out of the loop."""
+    fields = set(Event.__slots__) - {"extra"}
     for frame in stream_batches(duration, **filters):
-        for row in frame.to_dict("records"):
-            extra = {k: row.pop(k) for k in list(row) if k not in Event.__slots__}
-            clean = {k: (None if v is None or v != v or str(v) == "<NA>" else v) for k, v in row.items()}
-            yield Event(**{**clean, "source": Source(clean["source"]), "kind": Kind(clean["kind"]), "extra": extra})
+        for row in frame.astype(object).where(frame.notna(), None).to_dict("records"):
+            extra = {k: row.pop(k) for k in list(row) if k not in fields}
+            yield Event(**{**row, "source": Source(row["source"]), "kind": Kind(row["kind"]), "extra": extra})

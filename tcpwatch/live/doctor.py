@@ -96,10 +96,11 @@ TRACEPOINTS = (("tcp", "tcp_send_reset", True), ("tcp", "tcp_receive_reset", Tru
                ("irq", "softirq_entry", True), ("irq", "softirq_exit", True))
 
 
-def all_checks() -> list[Check]:
-    checks = [c() for c in BASE_CHECKS]
-    checks += [_tracepoint(cat, name, req)() for cat, name, req in TRACEPOINTS]
-    checks += [_ringbuf(), _kprobes()]
+def all_checks() -> list[tuple[Check, bool]]:
+    """Every check, with whether live capture cannot run without it."""
+    checks = [(c(), True) for c in BASE_CHECKS]
+    checks += [(_tracepoint(cat, name, req)(), req) for cat, name, req in TRACEPOINTS]
+    checks += [(_ringbuf(), False), (_kprobes(), False)]
     return checks
 
 
