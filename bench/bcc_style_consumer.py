@@ -10,7 +10,7 @@ import sys
 import time
 
 from tcpwatch.live.btf import kernel_btf
-from tcpwatch.live.capture import SOFTIRQ_PROBES
+from tcpwatch.live.probes import select
 from tcpwatch.live.program import BPF_DIR, Options, build_source, kernel_offsets
 from tcpwatch.live.tracefs import read_format
 
@@ -33,9 +33,8 @@ def main() -> None:
     source = build_source(formats, kernel_offsets(kernel_btf()), Options(use_ringbuf=False, filter_netns=True))
     b = BPF(text=source.encode(), cflags=[f"-I{BPF_DIR}", "-Wno-macro-redefined"])
     b[b"f_netns"][ctypes.c_uint32(netns)] = ctypes.c_uint8(1)
-    for cat, name, fn in SOFTIRQ_PROBES + (("tcp", "tcp_send_reset", "tw_send_reset"),
-                                           ("tcp", "tcp_receive_reset", "tw_receive_reset")):
-        b.attach_tracepoint(tp=f"{cat}:{name}".encode(), fn_name=fn.encode())
+    for probe in select(["resets"]):
+        b.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
     counts = {"captured": 0, "lost": 0}
     out = open("/dev/null", "w")
 

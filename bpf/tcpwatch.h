@@ -12,6 +12,8 @@
 #define TW_KIND_RESET_RECEIVED 2
 #define TW_KIND_RETRANSMIT 3
 #define TW_KIND_STATE_CHANGE 4
+#define TW_KIND_WIRE_OUT 5     /* a RST leaving a device, whoever made it (net:net_dev_queue) */
+#define TW_KIND_WIRE_IN 6      /* a RST arriving on a device (net:netif_receive_skb) */
 
 /* tw_event.flags */
 #define TW_F_OWNER_TASK 1   /* pid/comm are the on-CPU task in process context */
@@ -41,6 +43,11 @@ struct tw_event {
     __u8 tcpflags;      /* retransmit: TCP flags of the segment */
     __u8 flags;         /* TW_F_* */
     char comm[TW_COMM_LEN];
+    __u32 err;          /* retransmit: the transmit's error; state-change: the socket's sk_err */
+    __u32 ifindex;      /* wire events: the device */
+    __u8 trigger_flags; /* reset-sent: TCP flags of the packet that provoked it, 0 when unknown */
+    __u8 reserved8;
+    __u16 reserved16;
 };
 
 #endif

@@ -19,11 +19,8 @@ from .decode import Names, decode
 from .filters import Filters, fill_maps
 from .header import event_dtype
 
-# tracepoint -> BPF function; direction decides which reset tracepoints are attached.
-RESET_PROBES = {"sent": ("tcp", "tcp_send_reset", "tw_send_reset"),
-                "received": ("tcp", "tcp_receive_reset", "tw_receive_reset")}
-SOFTIRQ_PROBES = (("irq", "softirq_entry", "tw_softirq_entry"), ("irq", "softirq_exit", "tw_softirq_exit"))
 STATE_NAME_PREFIX = "TCP_"
+STATE_FIELDS = ("state", "oldstate", "newstate")
 
 
 @dataclass
@@ -59,9 +56,10 @@ def _supports_ringbuf() -> bool:
 class Capture:
     """Use as a context manager; iterate `batches()` for schema DataFrames."""
 
-    def __init__(self, filters: Filters | None = None, buffer_mb: int = 8, transport: str = "auto",
-                 flush_interval: float = 0.25):
+    def __init__(self, filters: Filters | None = None, buffer_mb: int = 16, transport: str = "auto",
+                 flush_interval: float = 0.25, groups: tuple[str, ...] = ("resets",)):
         self.filters = filters or Filters()
+        self.groups = tuple(groups)
         self.buffer_mb = buffer_mb
         if transport not in ("auto", "ringbuf", "perf"):
             raise UsageProblem(f"transport {transport!r}: use auto, ringbuf or perf")
@@ -88,21 +86,29 @@ class Capture:
         from .program import Options, build_source, kernel_offsets
         from .tracefs import read_format
 
-        wanted = [RESET_PROBES[d] for d in (("sent", "received") if self.filters.direction is None
-                                            else (self.filters.direction,))]
-        formats = {name: read_format(cat, name) for cat, name, _fn in RESET_PROBES.values()}
-        present = [p for p in wanted if formats[p[1]] is not None]
-        self.stats.missing = [f"{cat}:{name}" for cat, name, _ in wanted if formats[name] is None]
-        if not present:
-            raise EnvironmentProblem(f"tracepoint {self.stats.missing[0]} is missing on this kernel",
-                                     "use Linux >= 4.16 (tcp_send_reset, tcp_receive_reset)")
+        from .probes import PROBES, select
+
+        wanted = select(self.groups, self.filters.direction)
+        # Every tracepoint of the wanted groups gets a struct, attached or not: a group's code
+        # may test TP_<name>_PRESENT for a sibling probe.
+        formats = {p.name: read_format(p.category, p.name) for p in PROBES if p.group in {"core", *self.groups}}
+        present = [p for p in wanted if formats[p.name] is not None]
+        self.stats.missing = [p.tracepoint for p in wanted if formats[p.name] is None]
+        for group in self.groups:
+            if not any(p.group == group for p in present):
+                missing = next(p.tracepoint for p in wanted if p.group == group)
+                raise EnvironmentProblem(f"tracepoint {missing} is missing on this kernel",
+                                         f"tcpwatch doctor lists the probes this kernel has for {group!r}")
+        if any(p.group == "core" for p in wanted if formats[p.name] is None):
+            raise EnvironmentProblem("tracepoints irq:softirq_entry/exit are missing on this kernel",
+                                     "use a kernel with CONFIG_TRACEPOINTS (every distribution kernel)")
         btf = kernel_btf()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                           filter_hosts=bool(self.filters.hosts))
-        source = build_source(formats, kernel_offsets(btf), options)
+        source = build_source(formats, kernel_offsets(btf), options, self.groups)
         self._names = self._symbol_names(formats, btf)
         from .program import BPF_DIR
 
@@ -112,9 +118,9 @@ class Capture:
             raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
                                      "run `tcpwatch doctor`") from None
         fill_maps(self._bpf, self.filters)
-        for cat, name, fn in SOFTIRQ_PROBES + tuple(present):
-            self._bpf.attach_tracepoint(tp=f"{cat}:{name}".encode(), fn_name=fn.encode())
-            self.stats.attached.append(f"{cat}:{name}")
+        for probe in present:
+            self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
+            self.stats.attached.append(probe.tracepoint)
         table = self._bpf[b"events"]
         if use_ringbuf:
             from .ringbuf import RingReader
@@ -136,8 +142,9 @@ class Capture:
         for fmt in formats.values():
             if fmt is None:
                 continue
-            for value, name in fmt.names_for("state", enums).items():
-                states.setdefault(value, name.removeprefix(STATE_NAME_PREFIX))
+            for field_name in STATE_FIELDS:
+                for value, name in fmt.names_for(field_name, enums).items():
+                    states.setdefault(value, name.removeprefix(STATE_NAME_PREFIX))
             reasons.update(fmt.names_for("reason", enums))
         if not states:  # the format file has no state list: take the kernel's enum
             states = {v: k.removeprefix(STATE_NAME_PREFIX) for k, v in enums.items()

@@ -92,14 +92,17 @@ def _kprobes() -> Check:
 
 
 BASE_CHECKS = (_root, _tracefs, _btf, _bcc, _headers)
-TRACEPOINTS = (("tcp", "tcp_send_reset", True), ("tcp", "tcp_receive_reset", True),
-               ("irq", "softirq_entry", True), ("irq", "softirq_exit", True))
 
 
 def all_checks() -> list[tuple[Check, bool]]:
     """Every check, with whether live capture cannot run without it."""
     checks = [(c(), True) for c in BASE_CHECKS]
-    checks += [(_tracepoint(cat, name, req)(), req) for cat, name, req in TRACEPOINTS]
+    from .probes import PROBES
+
+    for probe in PROBES:
+        # Core and reset probes are required; the others degrade (their events are not captured).
+        required = probe.group in ("core", "resets")
+        checks.append((_tracepoint(probe.category, probe.name, required)(), required))
     checks += [(_ringbuf(), False), (_kprobes(), False)]
     return checks
 
