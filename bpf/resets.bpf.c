@@ -23,7 +23,7 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
         e.flags |= TW_F_HAS_STATE;
     e.cookie = tw_sk_cookie(sk);
     if (sk)
-        tw_owner(&e);
+        tw_owner(&e, sk);
     else
         e.flags |= TW_F_SOFTIRQ;  /* no socket: the reply to a stray packet, sent from softirq */
     tw_submit(args, &e);
@@ -50,7 +50,7 @@ int tw_receive_reset(struct tp_tcp_receive_reset *args)
         e.flags |= TW_F_HAS_STATE;
     e.cookie = TPH(tcp_receive_reset, sock_cookie) ? TPF(tcp_receive_reset, sock_cookie, args)
                                                     : tw_sk_cookie(sk);
-    tw_owner(&e);
+    tw_owner(&e, sk);
     tw_submit(args, &e);
     return 0;
 }

@@ -106,8 +106,8 @@ static __always_inline int tw_keep(struct tw_event *e)
 }
 
 /* The owner may be named only in process context: in softirq the on-CPU task is whoever
- * was interrupted. */
-static __always_inline void tw_owner(struct tw_event *e)
+ * was interrupted. sk is the socket the event concerns (may be NULL). */
+static __always_inline void tw_owner(struct tw_event *e, const void *sk)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
     if (depth && *depth) {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import IO, Any
+from typing import IO
 
 from .errors import UsageProblem
 

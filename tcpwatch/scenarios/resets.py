@@ -1,9 +1,4 @@
-"""Reset scenarios played in a namespace lab: the demo's script and the live tests' traffic.
-
-Each scenario makes its traffic between lab.client and lab.server and returns the facts a
-test needs to check what was captured (ports, the server's pid). Add one by writing a
-function and listing it in SCENARIOS.
-"""
+"""Reset scenarios: a refused connection, a close with unread data, an SO_LINGER 0 close."""
 
 from __future__ import annotations
 
@@ -11,32 +6,11 @@ import multiprocessing
 import socket
 import struct
 import time
-from dataclasses import dataclass
-from typing import Callable
 
-from .lab import Lab
+from ..lab import Lab
+from .base import CLIENT_COMM, SERVER_COMM, Played, Scenario, set_comm
 
 CLOSED_PORT = 9  # nothing listens there in a fresh namespace
-
-
-SERVER_COMM = "tw-server"
-CLIENT_COMM = "tw-client"
-
-
-def _set_comm(name: str) -> None:
-    """Name this process (what the kernel reports as comm), so captures can be checked."""
-    import ctypes
-
-    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)  # PR_SET_NAME
-
-
-@dataclass
-class Played:
-    name: str
-    server_port: int
-    client_port: int | None = None
-    server_pid: int | None = None
-    family: int = 4
 
 
 def _connect(addr: str, port: int, family: int, timeout: float = 3.0) -> socket.socket:
@@ -54,7 +28,7 @@ def _connect(addr: str, port: int, family: int, timeout: float = 3.0) -> socket.
 
 
 def _refused_client(addr: str, port: int, family: int) -> int:
-    _set_comm(CLIENT_COMM)
+    set_comm(CLIENT_COMM)
     s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
     s.settimeout(3)
     try:
@@ -74,7 +48,7 @@ def refused(lab: Lab, family: int = 4) -> Played:
 
 
 def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
-    _set_comm(SERVER_COMM)
+    set_comm(SERVER_COMM)
     s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((addr, port))
@@ -92,7 +66,7 @@ def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
 
 
 def _client_send_and_wait(addr: str, port: int, family: int, payload: bytes, done_flag, wait: float) -> int:
-    _set_comm(CLIENT_COMM)
+    set_comm(CLIENT_COMM)
     s = _connect(addr, port, family)
     local = s.getsockname()[1]
     if payload:
@@ -133,13 +107,6 @@ def unread_data(lab: Lab, family: int = 4) -> Played:
 def linger_zero(lab: Lab, family: int = 4) -> Played:
     """The server sets SO_LINGER {on, 0} and closes: an abortive close, RST instead of FIN."""
     return _play_server_close(lab, "linger", 8082, family, b"")
-
-
-@dataclass
-class Scenario:
-    name: str
-    title: str
-    play: Callable[[Lab], Played]
 
 
 SCENARIOS: list[Scenario] = [
