@@ -7,8 +7,23 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
     const void *sk = (const void *)TPF(tcp_send_reset, skaddr, args);
     const void *skb = (const void *)TPF(tcp_send_reset, skbaddr, args);
 
+    struct tw_pkt trigger = {};
+
     e.kind = TW_KIND_RESET_SENT;
     TW_ADDRS(tcp_send_reset, args, &e, 0);
+    e.state = TPH(tcp_send_reset, state) ? TPF(tcp_send_reset, state, args) : tw_sk_state(sk);
+    /* The packet that provoked the reset: its flags tell an unsolicited SYN/ACK from a stray
+     * ACK; and a listener's reset carries the listener's addresses, not the peer's. */
+    if (skb && tw_read_tcp(tw_skb_network(skb, 0), &trigger)) {
+        e.trigger_flags = trigger.flags;
+        if (e.state == 10 /* TCP_LISTEN */) {
+            e.family = trigger.family;
+            __builtin_memcpy(e.saddr, trigger.daddr, 16);
+            __builtin_memcpy(e.daddr, trigger.saddr, 16);
+            e.sport = trigger.dport;
+            e.dport = trigger.sport;
+        }
+    }
     e.netns = sk ? tw_sk_netns(sk) : tw_skb_netns(skb);
     if (!tw_keep(&e))
         return 0;
@@ -18,7 +33,6 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
         e.reason = TPF(tcp_send_reset, reason, args);
         e.flags |= TW_F_HAS_REASON;
     }
-    e.state = TPH(tcp_send_reset, state) ? TPF(tcp_send_reset, state, args) : tw_sk_state(sk);
     if (e.state)
         e.flags |= TW_F_HAS_STATE;
     e.cookie = tw_sk_cookie(sk);

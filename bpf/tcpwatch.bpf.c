@@ -76,6 +76,64 @@ static __always_inline __u64 tw_sk_cookie(const void *sk)
     return cookie;
 }
 
+/* A TCP packet's headers, read from an skb whose network header is at nh. */
+struct tw_pkt {
+    __u8 family;     /* 4 or 6; 0 when not TCP over IP */
+    __u8 flags;      /* TCP flags byte */
+    __u16 sport;     /* host order */
+    __u16 dport;
+    __u32 seq;
+    __u8 saddr[16];
+    __u8 daddr[16];
+};
+
+#define TW_TCP_RST 0x04
+
+static __always_inline void *tw_skb_network(const void *skb, int from_data)
+{
+    if (from_data)  /* on receive, before the stack has set the network header */
+        return tw_ptr_at(skb, OFF_SKB_DATA);
+    __u16 nh = 0;
+    void *head = tw_ptr_at(skb, OFF_SKB_HEAD);
+    if (!head || OFF_SKB_NETWORK_HEADER < 0)
+        return 0;
+    bpf_probe_read_kernel(&nh, sizeof(nh), (const char *)skb + OFF_SKB_NETWORK_HEADER);
+    return nh == 0xffff ? 0 : (char *)head + nh;
+}
+
+static __always_inline int tw_read_tcp(const void *nh, struct tw_pkt *p)
+{
+    __u8 ip[40] = {};
+    const char *th;
+    if (!nh || bpf_probe_read_kernel(ip, sizeof(ip), nh))
+        return 0;
+    if ((ip[0] >> 4) == 4) {
+        if (ip[9] != 6)
+            return 0;
+        p->family = 4;
+        __builtin_memcpy(p->saddr, &ip[12], 4);
+        __builtin_memcpy(p->daddr, &ip[16], 4);
+        th = (const char *)nh + (ip[0] & 0xf) * 4;
+    } else if ((ip[0] >> 4) == 6) {
+        if (ip[6] != 6)  /* extension headers are not followed */
+            return 0;
+        p->family = 6;
+        __builtin_memcpy(p->saddr, &ip[8], 16);
+        __builtin_memcpy(p->daddr, &ip[24], 16);
+        th = (const char *)nh + 40;
+    } else {
+        return 0;
+    }
+    __u8 tcp[14] = {};
+    if (bpf_probe_read_kernel(tcp, sizeof(tcp), th))
+        return 0;
+    p->sport = (tcp[0] << 8) | tcp[1];
+    p->dport = (tcp[2] << 8) | tcp[3];
+    p->seq = ((__u32)tcp[4] << 24) | ((__u32)tcp[5] << 16) | ((__u32)tcp[6] << 8) | tcp[7];
+    p->flags = tcp[13];
+    return 1;
+}
+
 #if TW_FILTER_HOSTS
 static __always_inline int tw_host_match(__u8 family, const __u8 *addr)
 {
@@ -105,13 +163,32 @@ static __always_inline int tw_keep(struct tw_event *e)
     return 1;
 }
 
+/* Who owns each socket, recorded in process context by the owner group (bpf/owner.bpf.c):
+ * at connect/listen/accept/close and when an accepted socket inherits its listener's owner.
+ * Deleted when the socket is destroyed; LRU so that a missed destroy cannot grow it. */
+struct tw_owner_rec {
+    __u32 pid;
+    __u32 uid;
+    char comm[TW_COMM_LEN];
+};
+BPF_TABLE("lru_hash", __u64, struct tw_owner_rec, tw_owners, 65536);
+
 /* The owner may be named only in process context: in softirq the on-CPU task is whoever
- * was interrupted. sk is the socket the event concerns (may be NULL). */
+ * was interrupted, so there the recorded owner of the socket is used, or nobody.
+ * sk is the socket the event concerns (may be NULL). */
 static __always_inline void tw_owner(struct tw_event *e, const void *sk)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
     if (depth && *depth) {
         e->flags |= TW_F_SOFTIRQ;
+        __u64 key = (__u64)sk;
+        struct tw_owner_rec *rec = sk ? tw_owners.lookup(&key) : 0;
+        if (!rec)
+            return;
+        e->flags |= TW_F_OWNER_TASK | TW_F_OWNER_RECORDED;
+        e->pid = rec->pid;
+        e->uid = rec->uid;
+        __builtin_memcpy(e->comm, rec->comm, sizeof(e->comm));
         return;
     }
     e->flags |= TW_F_OWNER_TASK;

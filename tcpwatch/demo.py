@@ -9,6 +9,7 @@ from typing import IO
 from .lab import Lab
 from .live.capture import Capture
 from .live.filters import Filters
+from .live.pipeline import Enrichment
 from .live.session import Outputs, run
 from .scenarios import SCENARIOS
 
@@ -22,18 +23,21 @@ def _play_all(lab: Lab, cap: Capture, err: IO[str], errors: list) -> None:
     except Exception as exc:  # re-raised once the capture has stopped cleanly
         errors.append(exc)
     finally:
-        threading.Timer(0.6, cap.stop).start()  # let the last events drain first
+        threading.Timer(1.0, cap.stop).start()  # let the last events drain first
 
 
 def demo(out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> dict:
     with Lab(prefix="twdemo") as lab:
         err.write(f"tcpwatch demo: lab {lab.client.name} ({lab.client.v4}) <-> "
                   f"{lab.server.name} ({lab.server.v4})\n")
-        cap = Capture(Filters.parse(netns=[lab.client.name, lab.server.name]))
+        filters = Filters.parse(netns=[lab.client.name, lab.server.name])
+        cap = Capture(filters, groups=("resets", "netdev"))
+        stage = Enrichment(watch_netns=filters.netns)
         errors: list = []
         player = threading.Thread(target=_play_all, args=(lab, cap, err, errors), daemon=True)
         try:
-            summary = run(cap, duration=60, outputs=Outputs(stdout=out, stderr=err), on_started=player.start)
+            summary = run(cap, duration=60, outputs=Outputs(stdout=out, stderr=err), on_started=player.start,
+                          stage=stage)
         finally:
             if player.is_alive():
                 player.join(30)

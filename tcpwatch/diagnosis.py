@@ -13,7 +13,10 @@ Evidence keys (all optional; frame columns in EVIDENCE_COLUMNS):
   old_state   for a state change: the state it left
   trigger     class of the segment a sent reset answered: syn | synack | fin | ack | rst
               (derived from trigger_flags: "SA", "S.", "FA", or a TCP flags byte)
-  ct_state    conntrack TCP state (tcpwatch.conntrack), ct_lookup found | no-entry | not-tracked
+  ct_state    conntrack TCP state (tcpwatch.conntrack), ct_lookup found | no-entry | not-tracked,
+              ct_event the last conntrack event of the entry (new | update | destroy | dump)
+  delivered   for a received reset: yes when a socket took it, no when it was seen only on the
+              device (dropped before TCP, or no socket); absent when the source cannot tell
   error       socket error at the state change (ETIMEDOUT, ECONNRESET, ... or its number)
   timer       which timer gave up, when the probe can tell: retransmit | keepalive
 
@@ -54,6 +57,7 @@ class Cause(enum.StrEnum):
     DATA_AFTER_CLOSE = "data-after-close"
     MEMORY_PRESSURE = "memory-pressure"
     INVALID_SEGMENT = "invalid-segment"
+    NO_CONNECTION = "no-connection"
     UNKNOWN = "unknown"
 
 # What an operator can do about each cause.
@@ -77,11 +81,13 @@ HINTS: dict[Cause, str] = {
     Cause.MEMORY_PRESSURE: "too many orphaned sockets or TCP memory exhausted: see tcp_max_orphans, tcp_mem",
     Cause.INVALID_SEGMENT: "a segment failed the sequence/ACK/PAWS checks: a stale duplicate, a middlebox "
                            "rewriting sequence numbers, or an attack",
+    Cause.NO_CONNECTION: "a reset for a connection this host does not have (backscatter of someone else's "
+                         "spoofed traffic, or the answer to a packet sent long ago): usually harmless",
     Cause.UNKNOWN: "not enough evidence to tell; look at the raw reason, state and conntrack columns",
 }
 
 EVIDENCE_KEYS = ("kind", "direction", "origin", "reason", "state", "old_state", "trigger",
-                 "ct_state", "ct_lookup", "error", "timer")
+                 "ct_state", "ct_lookup", "ct_event", "delivered", "error", "timer")
 # Evidence key -> frame column it is read from, when the names differ.
 EVIDENCE_COLUMNS: dict[str, str] = {key: key for key in EVIDENCE_KEYS} | {"trigger": "trigger_flags"}
 
@@ -151,6 +157,13 @@ RULES: tuple[Rule, ...] = (
          {"direction": RECEIVED, "state": _CLOSED, "ct_lookup": any_of("no-entry")}),
     Rule(Cause.LATE_AFTER_CLOSE, "a reset arrived after the connection closed (conntrack CLOSE/TIME_WAIT)",
          {"direction": RECEIVED, "state": _CLOSED, "ct_state": any_of("CLOSE", "TIME_WAIT")}),
+    # A received RST no socket took (seen only on the device) on a tuple whose
+    # conntrack entry was destroyed: the entry went first, the reset came late.
+    Rule(Cause.LATE_AFTER_CLOSE, "a reset arrived after conntrack had destroyed the connection's entry",
+         {"direction": RECEIVED, "delivered": any_of("no"), "ct_event": any_of("destroy")}),
+    Rule(Cause.NO_CONNECTION, "a reset arrived that no socket on this host took",
+         {"direction": RECEIVED, "delivered": any_of("no"), "ct_lookup": any_of(None, "not-tracked", "unavailable",
+                                                                                "no-entry")}),
     Rule(Cause.PEER_ABORT, "the peer reset an open connection",
          {"direction": RECEIVED}),
     Rule(Cause.UNKNOWN, "no rule matched this evidence"),
@@ -237,6 +250,8 @@ def normalize(evidence: Mapping[str, Any]) -> dict[str, Any]:
             evidence.get("trigger_flags", trigger)),
         "ct_state": _name(evidence.get("ct_state")),
         "ct_lookup": _lower(evidence.get("ct_lookup")),
+        "ct_event": _lower(evidence.get("ct_event")),
+        "delivered": _lower(evidence.get("delivered")),
         "error": _error_name(evidence.get("error")),
         "timer": _lower(evidence.get("timer")),
     }

@@ -8,6 +8,7 @@ from typing import IO
 DIRECTION = {"reset-sent": "SENT", "reset-received": "RECV", "retransmit": "RETX", "state-change": "STATE",
              "packet": "PKT"}
 HEADER = f"{'TIME':<15} {'DIR':<5} {'SENDER -> RECEIVER':<47} {'STATE':<11} {'REASON':<18} NETNS/PID"
+HEADER_DIAGNOSED = f"{'TIME':<15} {'DIR':<5} {'SENDER -> RECEIVER':<47} {'STATE':<11} {'REASON':<18} CAUSE"
 
 
 def _endpoint(addr, port) -> str:
@@ -36,6 +37,8 @@ def _column(frame, name) -> list:
 
 
 def event_lines(frame) -> list[str]:
+    if "cause" in frame.columns:
+        return diagnosed_lines(frame)
     clock = _clock(frame["ts"].tolist())
     cols = [_column(frame, n) for n in ("kind", "saddr", "sport", "daddr", "dport", "state", "reason",
                                         "netns", "pid", "comm")]
@@ -44,6 +47,31 @@ def event_lines(frame) -> list[str]:
         flow = f"{_endpoint(saddr, sport)} -> {_endpoint(daddr, dport)}"
         owner = f" {pid}/{comm}" if pid != "-" else ""
         lines.append(f"{t} {DIRECTION.get(kind, kind):<5} {flow:<47} {state:<11} {reason:<18} {netns}{owner}")
+    return lines
+
+
+def diagnosed_lines(frame) -> list[str]:
+    """Two lines per reset: what happened, then why, with the evidence behind the verdict."""
+    clock = _clock(frame["ts"].tolist())
+    cols = [_column(frame, n) for n in ("kind", "saddr", "sport", "daddr", "dport", "state", "reason", "cause",
+                                        "explanation", "origin", "netns", "pid", "comm", "ct_state", "ct_lookup",
+                                        "trigger_flags", "rule", "ct_event")]
+    lines = []
+    for (t, kind, saddr, sport, daddr, dport, state, reason, cause, explanation, origin, netns, pid, comm,
+         ct_state, ct_lookup, trigger, rule, ct_event) in zip(clock, *cols):
+        flow = f"{_endpoint(saddr, sport)} -> {_endpoint(daddr, dport)}"
+        lines.append(f"{t} {DIRECTION.get(kind, kind):<5} {flow:<47} {state:<11} {reason:<18} {cause}")
+        evidence = [f"by {origin}", f"netns {netns}"]
+        if pid != "-":
+            evidence.append(f"pid {pid}/{comm}")
+        if trigger != "-":
+            evidence.append(f"answering [{trigger}]")
+        if ct_lookup != "-":
+            found = f"{ct_state}{' (destroyed)' if ct_event == 'destroy' else ''}"
+            evidence.append(f"conntrack {found if ct_lookup == 'found' else ct_lookup}")
+        if rule != "-":
+            evidence.append(f"rule {rule}")
+        lines.append(f"{'':<21} {explanation} ({', '.join(evidence)})")
     return lines
 
 

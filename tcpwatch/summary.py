@@ -26,6 +26,8 @@ class Summary:
     by_reason: Counter = field(default_factory=Counter)
     by_port: Counter = field(default_factory=Counter)
     by_peer: Counter = field(default_factory=Counter)
+    by_cause: Counter = field(default_factory=Counter)
+    by_origin: Counter = field(default_factory=Counter)
     extra: dict = field(default_factory=dict)
 
     def add(self, frame) -> None:
@@ -37,6 +39,9 @@ class Summary:
         port, peer = _endpoint_roles(frame)
         _count(self.by_port, port.dropna().astype(int))
         _count(self.by_peer, peer.dropna().astype(str))
+        for column, counter in (("cause", self.by_cause), ("origin", self.by_origin)):
+            if column in frame.columns:
+                _count(counter, frame[column].dropna())
 
     def as_dict(self, top: int = 10) -> dict:
         return {
@@ -45,5 +50,7 @@ class Summary:
             "by_reason": dict(self.by_reason.most_common()),
             "by_local_port": {str(k): v for k, v in self.by_port.most_common(top)},
             "by_peer": dict(self.by_peer.most_common(top)),
+            **({"by_cause": dict(self.by_cause.most_common())} if self.by_cause else {}),
+            **({"by_origin": dict(self.by_origin.most_common())} if self.by_origin else {}),
             **self.extra,
         }

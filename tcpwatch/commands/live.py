@@ -13,19 +13,27 @@ from ._options import capture_options, filter_options, output_options
 @capture_options
 @filter_options
 @output_options
-def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_json, output):
+@click.option("--no-conntrack", is_flag=True, help="Do not join events with their conntrack entries.")
+@click.option("--no-netdev", is_flag=True,
+              help="Do not watch RSTs on devices (cheaper; resets netfilter sends are then not seen).")
+def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_json, output, no_conntrack,
+           no_netdev):
     """Show every TCP reset this host sends or receives, with who sent it and why.
 
-    One line per reset as it happens, then a summary (counts by kind, reason, port, peer, and
-    events lost). Needs root.
+    Two lines per reset as it happens (what happened; the likely cause with its evidence: which
+    layer sent it, the conntrack entry, the packet it answered), then a summary (counts by kind,
+    reason, cause, origin, port, peer, and events lost). Needs root.
     """
     from ..live.capture import Capture
     from ..live.filters import Filters
+    from ..live.pipeline import Enrichment
     from ..live.session import Outputs, run
 
     filters = Filters.parse(ports, hosts, netns, direction)
-    cap = Capture(filters, buffer_mb=buffer_mb, transport=transport)
-    run(cap, duration, Outputs(as_json=as_json, output=output))
+    groups = ("resets",) if no_netdev else ("resets", "netdev")
+    cap = Capture(filters, buffer_mb=buffer_mb, transport=transport, groups=groups)
+    stage = Enrichment(conntrack=not no_conntrack, watch_netns=filters.netns)
+    run(cap, duration, Outputs(as_json=as_json, output=output), stage=stage)
 
 
 @click.command()

@@ -57,9 +57,12 @@ class Capture:
     """Use as a context manager; iterate `batches()` for schema DataFrames."""
 
     def __init__(self, filters: Filters | None = None, buffer_mb: int = 16, transport: str = "auto",
-                 flush_interval: float = 0.25, groups: tuple[str, ...] = ("resets",)):
+                 flush_interval: float = 0.25, groups: tuple[str, ...] = ("resets",), count: bool = False,
+                 count_flows: int = 65536):
         self.filters = filters or Filters()
         self.groups = tuple(groups)
+        self.count = count              # --count: per-flow counters in the kernel, no records
+        self.count_flows = count_flows
         self.buffer_mb = buffer_mb
         if transport not in ("auto", "ringbuf", "perf"):
             raise UsageProblem(f"transport {transport!r}: use auto, ringbuf or perf")
@@ -86,12 +89,12 @@ class Capture:
         from .program import Options, build_source, kernel_offsets
         from .tracefs import read_format
 
-        from .probes import PROBES, select
+        from .probes import PROBES, expand, select
 
         wanted = select(self.groups, self.filters.direction)
         # Every tracepoint of the wanted groups gets a struct, attached or not: a group's code
         # may test TP_<name>_PRESENT for a sibling probe.
-        formats = {p.name: read_format(p.category, p.name) for p in PROBES if p.group in {"core", *self.groups}}
+        formats = {p.name: read_format(p.category, p.name) for p in PROBES if p.group in expand(self.groups)}
         present = [p for p in wanted if formats[p.name] is not None]
         self.stats.missing = [p.tracepoint for p in wanted if formats[p.name] is None]
         for group in self.groups:
@@ -107,8 +110,9 @@ class Capture:
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
-                          filter_hosts=bool(self.filters.hosts))
-        source = build_source(formats, kernel_offsets(btf), options, self.groups)
+                          filter_hosts=bool(self.filters.hosts),
+                          extra_defines={"TW_COUNT_FLOWS": self.count_flows})
+        source = build_source(formats, kernel_offsets(btf), options, expand(self.groups, self.count))
         self._names = self._symbol_names(formats, btf)
         from .program import BPF_DIR
 
@@ -168,12 +172,17 @@ class Capture:
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
 
+    def table(self, name: str):
+        """A map of the loaded program (e.g. tw_flows in --count mode)."""
+        return self._bpf[name.encode()]
+
     def read_lost(self) -> int:
         self.stats.lost = int(self._bpf[b"tw_lost"].sum(0).value)
         return self.stats.lost
 
-    def batches(self, duration: float | None = None) -> Iterator:
-        """Yield schema DataFrames until duration elapses or stop() is called."""
+    def batches(self, duration: float | None = None, idle_ticks: bool = False) -> Iterator:
+        """Yield schema DataFrames until duration elapses or stop() is called; with idle_ticks,
+        also None every flush interval without events (for stages that hold rows back)."""
         deadline = None if duration is None else time.monotonic() + duration
         last_flush = time.monotonic()
         while True:
@@ -186,8 +195,11 @@ class Capture:
             now = time.monotonic()
             if self._raw and self.stats.first_event_after is None:
                 self.stats.first_event_after = now - self._t0
-            if self._raw and now - last_flush >= self.flush_interval:
-                yield self._drain()
+            if now - last_flush >= self.flush_interval:
+                if self._raw:
+                    yield self._drain()
+                elif idle_ticks:
+                    yield None
                 last_flush = now
         # Drain what the kernel already handed over.
         self._poll(0)

@@ -12,7 +12,23 @@ from dataclasses import dataclass
 from ..events import conform
 from .header import constants, event_dtype, kind_names
 
-LIVE_DTYPES = {"uid": "Int64", "sk": "UInt64"}
+LIVE_DTYPES = {"uid": "Int64", "sk": "UInt64", "trigger_flags": "string", "tcp_flags": "string",
+               "ifindex": "UInt32"}
+# Retransmits and state changes (tcpwatch retrans / watch); null on other kinds.
+TRANSMIT_DTYPES = {"seq": "UInt32", "retransmit": "string", "old_state": "string", "err": "Int32",
+                   "owner_from": "string"}
+LIVE_DTYPES.update(TRANSMIT_DTYPES)
+
+# TCP flag bits -> tcpdump's letters; ACK prints as "." after the others.
+_FLAG_LETTERS = ((0x02, "S"), (0x01, "F"), (0x04, "R"), (0x08, "P"), (0x20, "U"), (0x40, "E"), (0x80, "W"))
+
+
+def flags_text(bits: int) -> str | None:
+    """tcpdump's notation for a TCP flags byte: 0x12 -> 'S.', 0x14 -> 'R.'; None for 0."""
+    if not bits:
+        return None
+    text = "".join(letter for bit, letter in _FLAG_LETTERS if bits & bit)
+    return text + "." if bits & 0x10 else text
 
 
 @dataclass
@@ -59,6 +75,15 @@ def _lookup(values, table: dict[int, str], valid):
     return pd.array(out, dtype="string")
 
 
+def _flags(values):
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values)
+    text = np.array([flags_text(int(u)) for u in uniques] + [None], dtype=object)
+    return pd.array(text[codes], dtype="string")
+
+
 def _comms(raw, valid):
     import numpy as np
     import pandas as pd
@@ -74,6 +99,39 @@ def _nullable(values, valid, dtype: str):
     import pandas as pd
 
     return pd.arrays.IntegerArray(values.astype(dtype.lower()), ~valid) if len(values) else pd.array([], dtype=dtype)
+
+
+def retransmit_kind(bits: int) -> str | None:
+    """What a retransmitted segment was, from its TCP flags: syn, synack, fin or data."""
+    if not bits:
+        return None
+    if bits & 0x02:
+        return "synack" if bits & 0x10 else "syn"
+    return "fin" if bits & 0x01 else "data"
+
+
+def _transmit_columns(rec, names: Names) -> dict:
+    """seq, retransmit kind, old state, err and where the owner came from."""
+    import numpy as np
+    import pandas as pd
+
+    c = constants()
+    retrans = rec["kind"] == c["TW_KIND_RETRANSMIT"]
+    change = rec["kind"] == c["TW_KIND_STATE_CHANGE"]
+    codes, uniques = pd.factorize(rec["tcpflags"])
+    kinds = np.array([retransmit_kind(int(u)) for u in uniques] + [None], dtype=object)[codes]
+    kinds[~retrans] = None
+    flags = rec["flags"]
+    recorded = (flags & c["TW_F_OWNER_RECORDED"]) != 0
+    task = ((flags & c["TW_F_OWNER_TASK"]) != 0) & ~recorded
+    owner_from = np.where(recorded, "recorded", np.where(task, "task", None)).astype(object)
+    return {
+        "seq": _nullable(rec["seq"], retrans, "UInt32"),
+        "retransmit": pd.array(kinds, dtype="string"),
+        "old_state": _lookup(rec["oldstate"], names.states, change),
+        "err": _nullable(rec["err"].view("<i4"), retrans | change, "Int32"),
+        "owner_from": pd.array(owner_from, dtype="string"),
+    }
 
 
 def decode(raw: bytes, names: Names, mono_to_epoch: float):
@@ -104,6 +162,10 @@ def decode(raw: bytes, names: Names, mono_to_epoch: float):
         "comm": _comms(rec["comm"], owner),
         "uid": _nullable(rec["uid"], owner, "Int64"),
         "sk": _nullable(rec["skaddr"], rec["skaddr"] != 0, "UInt64"),
+        "trigger_flags": _flags(rec["trigger_flags"]),
+        "tcp_flags": _flags(rec["tcpflags"]),
+        "ifindex": _nullable(rec["ifindex"], rec["ifindex"] != 0, "UInt32"),
+        **_transmit_columns(rec, names),
     })
     # Records from different CPUs interleave in the buffer; a batch reads in time order.
     if len(frame) > 1 and not frame["ts"].is_monotonic_increasing:

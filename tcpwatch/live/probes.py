@@ -24,20 +24,49 @@ class Probe:
 
 
 PROBES: tuple[Probe, ...] = (
-    # core: always attached; softirq depth decides whether the on-CPU task may be named
-    Probe("core", "irq", "softirq_entry", "tw_softirq_entry"),
+    # core: always attached; softirq depth decides whether the on-CPU task may be named. Exit is
+    # attached first: a softirq running while the probes attach must not be counted in and never
+    # out (that CPU would then call every event softirq); an exit without entry is ignored.
     Probe("core", "irq", "softirq_exit", "tw_softirq_exit"),
+    Probe("core", "irq", "softirq_entry", "tw_softirq_entry"),
     Probe("resets", "tcp", "tcp_send_reset", "tw_send_reset", "sent"),
     Probe("resets", "tcp", "tcp_receive_reset", "tw_receive_reset", "received"),
+    # RSTs on devices: those netfilter sends, and those dropped before TCP sees them
+    Probe("netdev", "net", "net_dev_queue", "tw_dev_queue", "sent"),
+    Probe("netdev", "net", "netif_receive_skb", "tw_receive_skb", "received"),
+    # owner: always attached, before the event groups (a child socket inherits its listener's
+    # owner before a lifecycle event on the same tracepoint looks it up)
+    Probe("owner", "sock", "inet_sock_set_state", "tw_owner_state"),
+    Probe("owner", "tcp", "tcp_destroy_sock", "tw_owner_destroy"),
+    Probe("owner", "syscalls", "sys_exit_accept4", "tw_owner_accept4"),
+    Probe("owner", "syscalls", "sys_exit_accept", "tw_owner_accept"),
+    Probe("retrans", "tcp", "tcp_retransmit_skb", "tw_retransmit_skb"),
+    Probe("retrans", "tcp", "tcp_retransmit_synack", "tw_retransmit_synack"),
+    Probe("lifecycle", "sock", "inet_sock_set_state", "tw_state_change"),
 )
 
 # group -> BPF source file in bpf/, appended to bpf/tcpwatch.bpf.c when the group is wanted
 GROUP_SOURCES: dict[str, str] = {
     "resets": "resets.bpf.c",
+    "netdev": "netdev.bpf.c",
+    "owner": "owner.bpf.c",
+    "retrans": "retrans.bpf.c",
+    "lifecycle": "lifecycle.bpf.c",
+    "count": "count.bpf.c",
 }
+
+# Compiled into every capture: core (softirq depth) and owner (who owns each socket, so events
+# in softirq can name it). "count" has no probes: in --count mode its source sits before the
+# event groups and turns their submissions into per-flow counters in the kernel.
+ALWAYS: tuple[str, ...] = ("core", "owner")
+
+
+def expand(groups: tuple[str, ...] | list[str], count: bool = False) -> tuple[str, ...]:
+    """Every group a capture compiles, in source order."""
+    return tuple(dict.fromkeys([*ALWAYS, *(("count",) if count else ()), *groups]))
 
 
 def select(groups: tuple[str, ...] | list[str], direction: str | None = None) -> list[Probe]:
-    """The probes for these groups (core always), honouring a reset direction filter."""
-    wanted = {"core", *groups}
+    """The probes for these groups (core and owner always), honouring a reset direction filter."""
+    wanted = set(expand(groups))
     return [p for p in PROBES if p.group in wanted and (direction is None or p.direction in (None, direction))]

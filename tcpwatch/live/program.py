@@ -21,6 +21,24 @@ KERNEL_OFFSETS = {
     "NET_INUM": ("net", "ns.inum"),
     "SKB_DEV": ("sk_buff", "dev"),
     "DEV_NET": ("net_device", "nd_net"),
+    "DEV_IFINDEX": ("net_device", "ifindex"),
+    "SKB_HEAD": ("sk_buff", "head"),
+    "SKB_DATA": ("sk_buff", "data"),
+    "SKB_NETWORK_HEADER": ("sk_buff", "network_header"),
+    "SKB_PROTOCOL": ("sk_buff", "protocol"),
+    # retransmits: struct tcp_skb_cb lives in sk_buff.cb; a SYN/ACK's ISN in the request sock
+    "SKB_CB": ("sk_buff", "cb"),
+    "TCB_SEQ": ("tcp_skb_cb", "seq"),
+    "TCB_FLAGS": ("tcp_skb_cb", "tcp_flags"),
+    "REQ_ISN": ("tcp_request_sock", "snt_isn"),
+    # lifecycle and owners: the socket's error, protocol; accept()'s fd -> socket
+    "SK_ERR": ("sock", "sk_err"),
+    "SK_PROTOCOL": ("sock", "sk_protocol"),
+    "TASK_FILES": ("task_struct", "files"),
+    "FILES_FDT": ("files_struct", "fdt"),
+    "FDT_FD": ("fdtable", "fd"),
+    "FILE_PRIVATE": ("file", "private_data"),
+    "SOCKET_SK": ("socket", "sk"),
 }
 
 _SCALAR = {(1, False): "__u8", (1, True): "__s8", (2, False): "__u16", (2, True): "__s16",
@@ -28,7 +46,7 @@ _SCALAR = {(1, False): "__u8", (1, True): "__s8", (2, False): "__u16", (2, True)
 
 # Fields the program may refer to, per tracepoint; those a kernel lacks get 0/NULL accessors.
 KNOWN_FIELDS = ("skbaddr", "skaddr", "state", "reason", "family", "sport", "dport", "saddr", "daddr",
-                "saddr_v6", "daddr_v6", "sock_cookie", "oldstate", "newstate", "protocol", "err")
+                "saddr_v6", "daddr_v6", "sock_cookie", "oldstate", "newstate", "protocol", "err", "req", "ret")
 
 
 @dataclass

@@ -6,9 +6,9 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO, Callable, Protocol
 
-from ..render import HEADER, event_lines, print_summary
+from ..render import HEADER, HEADER_DIAGNOSED, event_lines, print_summary
 from ..sinks import JsonlSink, open_file_sink
 from ..summary import Summary
 from .capture import Capture
@@ -22,16 +22,38 @@ class Outputs:
     stderr: IO[str] = sys.stderr
 
 
+class Stage(Protocol):
+    """A step between the capture and the sinks that may hold rows back (e.g. to pair them)."""
+
+    def feed(self, frame): ...
+    def flush(self): ...
+    def close(self) -> None: ...
+
+
 def run(cap: Capture, duration: float | None, outputs: Outputs,
-        on_started: Callable[[], None] | None = None) -> dict:
+        on_started: Callable[[], None] | None = None, stage: Stage | None = None) -> dict:
     """Capture until duration, stop() or SIGINT/SIGTERM; returns the summary dict.
 
-    on_started runs once the probes are attached (the demo starts its traffic there)."""
+    on_started runs once the probes are attached (the demo starts its traffic there); stage,
+    when given, sees every batch (and idle ticks) before the sinks do."""
     summary = Summary()
     file_sink = open_file_sink(outputs.output) if outputs.output else None
     json_sink = JsonlSink(outputs.stdout) if outputs.as_json else None
     previous = {sig: signal.signal(sig, lambda *_: cap.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
     lost_seen = 0
+
+    def emit(frame) -> None:
+        if frame is None or frame.empty:
+            return
+        summary.add(frame)
+        if file_sink:
+            file_sink.write(frame)
+        if json_sink:
+            json_sink.write(frame)
+        else:
+            outputs.stdout.write("\n".join(event_lines(frame)) + "\n")
+            outputs.stdout.flush()
+
     try:
         cap.start()
         outputs.stderr.write(f"tcpwatch: tracing {', '.join(cap.stats.attached)} "
@@ -40,27 +62,24 @@ def run(cap: Capture, duration: float | None, outputs: Outputs,
         if on_started:
             on_started()
         if not outputs.as_json:
-            outputs.stdout.write(HEADER + "\n")
+            outputs.stdout.write((HEADER_DIAGNOSED if stage else HEADER) + "\n")
             outputs.stdout.flush()
         next_loss_check = time.monotonic() + 1
-        for frame in cap.batches(duration):
-            summary.add(frame)
-            if file_sink:
-                file_sink.write(frame)
-            if json_sink:
-                json_sink.write(frame)
-            else:
-                outputs.stdout.write("\n".join(event_lines(frame)) + "\n")
-                outputs.stdout.flush()
+        for frame in cap.batches(duration, idle_ticks=stage is not None):
+            emit(stage.feed(frame) if stage else frame)
             if time.monotonic() >= next_loss_check:
                 lost_seen = _warn_losses(cap, lost_seen, outputs.stderr)
                 next_loss_check = time.monotonic() + 1
         _warn_losses(cap, lost_seen, outputs.stderr)
+        if stage:
+            emit(stage.flush())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         stopped = time.time()
         cap.close()
+        if stage:
+            stage.close()
         if file_sink:
             file_sink.close()
     result = {**summary.as_dict(), **cap.stats.as_dict(stopped)}

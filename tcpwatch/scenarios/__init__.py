@@ -7,9 +7,10 @@ registry below is what `tcpwatch demo` plays, in order.
 from __future__ import annotations
 
 from .base import CLIENT_COMM, SERVER_COMM, Played, Scenario
+from .causes import SCENARIOS as CAUSE_SCENARIOS
 from .resets import SCENARIOS as RESET_SCENARIOS
 from .resets import linger_zero, refused, unread_data
 
-SCENARIOS: list[Scenario] = [*RESET_SCENARIOS]
+SCENARIOS: list[Scenario] = [*RESET_SCENARIOS, *CAUSE_SCENARIOS]
 
 __all__ = ["CLIENT_COMM", "SERVER_COMM", "Played", "Scenario", "SCENARIOS", "linger_zero", "refused", "unread_data"]

@@ -1,0 +1,53 @@
+/* RSTs on the wire (group "netdev"): every RST leaving or entering a device, whoever made it.
+ * Resets netfilter sends (REJECT --reject-with tcp-reset) never reach tcp_send_reset, and RSTs
+ * dropped before TCP (conntrack INVALID) never reach tcp_receive_reset: only here are they seen.
+ * Userspace pairs these with the stack's events to label each reset's origin.
+ * Runs on every packet, so it bails out as early as it can: not IP, not TCP, not RST. */
+
+static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int from_data)
+{
+    __u16 proto = 0;
+    if (!skb || OFF_SKB_PROTOCOL < 0)
+        return;
+    bpf_probe_read_kernel(&proto, sizeof(proto), (const char *)skb + OFF_SKB_PROTOCOL);
+    if (proto != bpf_htons(0x0800) && proto != bpf_htons(0x86DD))
+        return;
+    struct tw_pkt p = {};
+    if (!tw_read_tcp(tw_skb_network(skb, from_data), &p) || !(p.flags & TW_TCP_RST))
+        return;
+
+    struct tw_event e = {};
+    e.kind = kind;
+    e.family = p.family;
+    __builtin_memcpy(e.saddr, p.saddr, 16);
+    __builtin_memcpy(e.daddr, p.daddr, 16);
+    e.sport = p.sport;
+    e.dport = p.dport;
+    void *dev = tw_ptr_at(skb, OFF_SKB_DEV);
+    e.netns = tw_net_inum(tw_ptr_at(dev, OFF_DEV_NET));
+    if (!tw_keep(&e))
+        return;
+    e.ts_ns = bpf_ktime_get_ns();
+    e.seq = p.seq;
+    e.tcpflags = p.flags;
+    if (dev && OFF_DEV_IFINDEX >= 0)
+        bpf_probe_read_kernel(&e.ifindex, sizeof(e.ifindex), (const char *)dev + OFF_DEV_IFINDEX);
+    e.flags |= TW_F_SOFTIRQ;  /* a packet has no owner here; the stack's event names one */
+    tw_submit(ctx, &e);
+}
+
+#if TP_net_dev_queue_PRESENT
+int tw_dev_queue(struct tp_net_dev_queue *args)
+{
+    tw_wire(args, (const void *)TPF(net_dev_queue, skbaddr, args), TW_KIND_WIRE_OUT, 0);
+    return 0;
+}
+#endif
+
+#if TP_netif_receive_skb_PRESENT
+int tw_receive_skb(struct tp_netif_receive_skb *args)
+{
+    tw_wire(args, (const void *)TPF(netif_receive_skb, skbaddr, args), TW_KIND_WIRE_IN, 1);
+    return 0;
+}
+#endif

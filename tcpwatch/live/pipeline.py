@@ -1,0 +1,97 @@
+"""What happens to live reset events between the kernel and the sinks:
+origin (which layer made the reset) -> conntrack entry -> diagnosis (cause and explanation)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from .origin import OriginPairing
+
+
+class RuleCounters:
+    """Names the REJECT rule behind a netfilter-made reset: the one whose packet counters moved
+    since the last reading in that namespace (the first reading is taken at start for the
+    namespaces named in the filters; elsewhere it counts from zero, so the busiest REJECT wins)."""
+
+    def __init__(self, netns: Iterable[int]):
+        from ..conntrack import firewall_rule_counters
+
+        self._read = firewall_rule_counters
+        self._last = {inode: self._safe_read(inode) for inode in netns}
+
+    def _safe_read(self, inode):
+        try:
+            return self._read(inode)
+        except Exception:  # the namespace went away, or no iptables: no rule named, nothing fails
+            return []
+
+    def name(self, frame):
+        netfilter = (frame["origin"] == "netfilter").fillna(False).to_numpy()
+        if not netfilter.any():
+            return frame
+        from ..conntrack import which_rule_fired
+
+        rules = frame.get("rule", None)
+        frame = frame.copy()
+        if rules is None:
+            import pandas as pd
+
+            frame["rule"] = pd.array([None] * len(frame), dtype="string")
+        for inode in frame.loc[netfilter, "netns"].dropna().unique():
+            after = self._safe_read(int(inode))
+            fired = which_rule_fired(self._last.get(int(inode), []), after)
+            self._last[int(inode)] = after
+            if fired:
+                rows = netfilter & (frame["netns"] == inode).fillna(False).to_numpy()
+                frame.loc[rows, "rule"] = fired[0].describe()
+        return frame
+
+
+class Enrichment:
+    def __init__(self, conntrack: bool = True, watch_netns: Iterable[int] = ()):
+        self.pairing = OriginPairing()
+        self.rules = RuleCounters(watch_netns)
+        self.caches = None
+        if conntrack:
+            from ..conntrack import ConntrackCaches
+
+            # Namespaces named in the filters are watched from the start, so entries a reset
+            # destroys at once are already cached; others are watched from their first event.
+            self.caches = ConntrackCaches(netns=list(watch_netns) or [None])
+
+    def feed(self, frame):
+        """A batch in (or None on an idle tick); the rows that are final out, or None."""
+        return self._finish(self.pairing.feed(frame))
+
+    def flush(self):
+        return self._finish(self.pairing.flush())
+
+    def _finish(self, frame):
+        if frame is None or frame.empty:
+            return None
+        from ..diagnosis import diagnose_frame
+
+        frame = self.rules.name(frame)
+        if self.caches is not None:
+            from ..conntrack import enrich
+
+            frame = enrich(frame, self.caches)
+        return diagnose_frame(frame)
+
+    def close(self) -> None:
+        if self.caches is not None:
+            self.caches.close()
+
+
+def enriched(batches: Iterable, stage: Enrichment) -> Iterator:
+    """Final frames from a capture's batches (iterated with idle_ticks=True), stage closed at the end."""
+    try:
+        for frame in batches:
+            out = stage.feed(frame)
+            if out is not None:
+                yield out
+        out = stage.flush()
+        if out is not None:
+            yield out
+    finally:
+        stage.close()

@@ -1,0 +1,150 @@
+"""Scenarios for the causes only the wire, conntrack or a timer can explain: a firewall's REJECT,
+an unsolicited SYN/ACK, a reset arriving after conntrack forgot the connection, a dead peer
+found by keepalive. Each runs between lab.client and lab.server in a few seconds at most."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import struct
+import time
+
+from ..lab import Lab
+from .base import CLIENT_COMM, SERVER_COMM, Played, Scenario, set_comm
+from .resets import _refused_client
+
+REJECT_PORT = 8090
+SYNACK_PORT = 8091
+LATE_PORT = 8092
+KEEPALIVE_PORT = 8093
+REJECT_RULE = ("-A", "INPUT", "-p", "tcp", "--dport", str(REJECT_PORT), "-j", "REJECT", "--reject-with", "tcp-reset")
+# A stateful ruleset: what turns a late reset into an INVALID drop
+STATEFUL = (("-A", "INPUT", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+            ("-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"),
+            ("-A", "INPUT", "-p", "tcp", "--syn", "-j", "ACCEPT"))
+
+
+def firewall_reject(lab: Lab) -> Played:
+    """iptables REJECT --reject-with tcp-reset on the server: netfilter, not TCP, answers the SYN.
+    The rule stays (it only concerns REJECT_PORT) so its counters can still be read afterwards."""
+    lab.server.run("iptables", *REJECT_RULE)
+    port = lab.client.call(_refused_client, lab.server.v4, REJECT_PORT, 4)
+    return Played("firewall-reject", REJECT_PORT, port)
+
+
+def _send_synack(src: str, dst: str, sport: int, dport: int) -> None:
+    from scapy.all import IP, TCP, conf, send  # lazy: scapy takes a second to import
+
+    set_comm(CLIENT_COMM)
+    conf.verb = 0
+    send(IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="SA", seq=1000, ack=424242))
+
+
+def unsolicited_synack(lab: Lab) -> Played:
+    """A SYN/ACK the server never asked for (what a spoofed-source scan looks like to its victim),
+    from the client's port SYNACK_PORT to the server's port 45678."""
+    lab.client.call(_send_synack, lab.client.v4, lab.server.v4, SYNACK_PORT, 45678, timeout=60)
+    time.sleep(0.2)
+    return Played("unsolicited-synack", server_port=45678, client_port=SYNACK_PORT)
+
+
+def _hold_server(addr: str, port: int, ready, done) -> None:
+    set_comm(SERVER_COMM)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((addr, port))
+    s.listen(4)
+    ready.set()
+    conn, _ = s.accept()
+    done.wait(15)
+    conn.close()
+    s.close()
+
+
+def _client(addr: str, port: int, connected, go, mode: str, result) -> None:
+    set_comm(CLIENT_COMM)
+    s = socket.create_connection((addr, port), timeout=5)
+    if mode == "keepalive":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+    result.value = s.getsockname()[1]
+    connected.set()
+    go.wait(10)
+    if mode == "abort":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    elif mode == "keepalive":
+        s.settimeout(8)
+        try:
+            s.recv(1)           # returns when keepalive gives up: ETIMEDOUT
+        except OSError:
+            pass
+    s.close()
+
+
+def _connected_pair(lab: Lab, port: int, mode: str, between) -> Played:
+    """Client and server connected; between(lab, client_port) runs; then the client acts (mode)."""
+    ctx = multiprocessing.get_context("fork")
+    ready, done, connected, go = ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event()
+    client_port = ctx.Value("i", 0)
+    server = lab.server.start(_hold_server, lab.server.v4, port, ready, done)
+    client = None
+    try:
+        if not ready.wait(5):
+            raise RuntimeError(f"{mode}: the server did not start")
+        client = lab.client.start(_client, lab.server.v4, port, connected, go, mode, client_port)
+        if not connected.wait(5):
+            raise RuntimeError(f"{mode}: the client did not connect")
+        between(lab, client_port.value)
+        go.set()
+        client.join(12)
+    finally:
+        done.set()
+        for proc in (client, server):
+            if proc is not None:
+                proc.join(3)
+                if proc.is_alive():
+                    proc.kill()
+    return Played(mode, port, client_port.value, server.pid)
+
+
+def late_after_close(lab: Lab) -> Played:
+    """The server's conntrack forgets an open connection; then the client resets it: the server's
+    stateful ruleset drops that RST as INVALID, so no socket ever sees it."""
+    for rule in STATEFUL:
+        lab.server.run("iptables", *rule)
+
+    def forget(lab: Lab, client_port: int) -> None:
+        lab.server.run("conntrack", "-D", "-p", "tcp", "--orig-port-src", str(client_port), check=False)
+
+    try:
+        return _connected_pair(lab, LATE_PORT, "abort", forget)
+    finally:
+        for rule in STATEFUL:
+            lab.server.run("iptables", "-D", *rule[1:], check=False)
+
+
+def keepalive_timeout(lab: Lab) -> Played:
+    """The server vanishes (its namespace drops everything): the client's keepalive probes go
+    unanswered and its kernel resets the connection (about 3 s: idle 1 s, 2 probes 1 s apart)."""
+    drops = (("-I", "INPUT", "-p", "tcp", "--dport", str(KEEPALIVE_PORT), "-j", "DROP"),
+             ("-I", "OUTPUT", "-p", "tcp", "--sport", str(KEEPALIVE_PORT), "-j", "DROP"))
+
+    def vanish(lab: Lab, _client_port: int) -> None:
+        for rule in drops:
+            lab.server.run("iptables", *rule)
+
+    try:
+        return _connected_pair(lab, KEEPALIVE_PORT, "keepalive", vanish)
+    finally:
+        for rule in drops:
+            lab.server.run("iptables", "-D", *rule[1:], check=False)
+
+
+SCENARIOS: list[Scenario] = [
+    Scenario("firewall-reject", "iptables REJECT --reject-with tcp-reset refuses the SYN", firewall_reject),
+    Scenario("unsolicited-synack", "a SYN/ACK nobody asked for", unsolicited_synack),
+    Scenario("late-after-close", "a RST after the server's conntrack forgot the connection", late_after_close),
+    Scenario("keepalive-timeout", "keepalive finds the peer gone", keepalive_timeout),
+]

@@ -1,0 +1,58 @@
+"""Pairing the stack's reset events with RSTs seen on devices (tcpwatch.live.origin)."""
+
+import pandas as pd
+
+from tcpwatch.events import conform
+from tcpwatch.live.decode import LIVE_DTYPES, flags_text
+from tcpwatch.live.origin import OriginPairing
+
+
+def rows(*specs):
+    records = [dict(ts=ts, source="bpf", kind=kind, family=4, saddr=s, sport=sp, daddr=d, dport=dp, netns=ns,
+                    ifindex=7 if kind.startswith("wire") else None, tcp_flags="R." if kind.startswith("wire") else None)
+               for ts, kind, s, sp, d, dp, ns in specs]
+    return conform(pd.DataFrame.from_records(records), LIVE_DTYPES)
+
+
+def test_pairs_label_origin_and_fold_wire_rows():
+    pairing = OriginPairing(window=0.2)
+    batch = rows(
+        (100.00, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1),        # stack, then its packet
+        (100.01, "wire-out", "10.0.0.2", 9, "10.0.0.1", 5000, 1),
+        (100.02, "wire-out", "10.0.0.2", 80, "10.0.0.1", 5001, 1),         # no stack event: netfilter
+        (100.03, "wire-in", "10.0.0.2", 9, "10.0.0.1", 5000, 2),           # packet, then the socket saw it
+        (100.04, "reset-received", "10.0.0.2", 9, "10.0.0.1", 5000, 2),
+        (100.05, "wire-in", "10.0.0.9", 443, "10.0.0.1", 5002, 2),         # never reached a socket
+        (100.06, "wire-out", "10.0.0.2", 8081, "10.0.0.1", 5003, 1),       # active reset: packet first
+        (100.07, "reset-sent", "10.0.0.2", 8081, "10.0.0.1", 5003, 1),
+    )
+    assert pairing.feed(batch, now=100.0) is None          # nothing is old enough yet
+    out = pairing.feed(None, now=101.0)
+    got = list(zip(out["kind"], out["sport"], out["origin"], out["ifindex"]))
+    assert got == [("reset-sent", 9, "tcp-stack", 7), ("reset-sent", 80, "netfilter", 7),
+                   ("reset-received", 9, "remote", 7), ("reset-received", 443, "remote", 7),
+                   ("reset-sent", 8081, "tcp-stack", 7)]
+    assert list(out["delivered"].fillna("-")) == ["-", "-", "yes", "no", "-"]
+    assert pairing.flush() is None
+
+
+def test_half_of_a_pair_waits_for_the_other():
+    pairing = OriginPairing(window=0.2)
+    first = pairing.feed(rows((100.0, "wire-out", "10.0.0.2", 9, "10.0.0.1", 5000, 1)), now=100.25)
+    assert first is None                                   # its partner may still be in flight
+    out = pairing.feed(rows((100.1, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1)), now=100.7)
+    assert list(out["origin"]) == ["tcp-stack"] and len(out) == 1
+
+
+def test_far_apart_events_do_not_pair_and_flush_releases_all():
+    pairing = OriginPairing(window=0.2)
+    batch = rows((100.0, "wire-out", "10.0.0.2", 9, "10.0.0.1", 5000, 1),
+                 (105.0, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1))
+    assert pairing.feed(batch, now=100.0) is None
+    out = pairing.flush()
+    assert list(out["origin"]) == ["netfilter", "tcp-stack"]
+
+
+def test_flags_text():
+    assert (flags_text(0x12), flags_text(0x14), flags_text(0x04), flags_text(0x11), flags_text(0)) == (
+        "S.", "R.", "R", "F.", None)
