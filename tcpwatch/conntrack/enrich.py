@@ -71,21 +71,38 @@ def enrich(frame, caches: CacheSource):
     """A copy of an events frame with the `ct_` columns of CT_DTYPES added (typed, nullable).
 
     caches: a ConntrackCaches (per-namespace, by the frame's `netns` inode), a mapping inode ->
-    ConntrackCache, or one ConntrackCache for every row. Lookups only read caches; never block."""
+    ConntrackCache, or one ConntrackCache for every row. Lookups only read caches; never block.
+    A namespace whose cache is unavailable, or where conntrack is not in use, gets one answer for
+    all its rows without a lookup per row (a reset flood there costs nothing per event)."""
     import pandas as pd
 
     names = ("family", "saddr", "sport", "daddr", "dport", "ts", "netns")
     columns = [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
+    verdict: dict = {}                       # inode -> the answer for every row, when there is one
     rows = []
     for family, saddr, sport, daddr, dport, ts, inode in zip(*columns):
-        cache = _cache_for(caches, inode)
-        if cache is None or any(is_missing(v) for v in (family, saddr, sport, daddr, dport)):
+        key = None if is_missing(inode) else int(inode)
+        if key not in verdict:
+            verdict[key] = _whole_namespace(_cache_for(caches, key))
+        if verdict[key] is not None:
+            rows.append(verdict[key])
+            continue
+        if any(is_missing(v) for v in (family, saddr, sport, daddr, dport)):
             rows.append(empty_columns(CtLookup.UNAVAILABLE))
             continue
-        rows.append(cache.columns(int(family), saddr, int(sport), daddr, int(dport),
-                                  None if is_missing(ts) else float(ts)))
+        rows.append(_cache_for(caches, key).columns(int(family), saddr, int(sport), daddr, int(dport),
+                                                    None if is_missing(ts) else float(ts)))
     ct = pd.DataFrame.from_records(rows, columns=list(CT_DTYPES), index=frame.index)
     out = frame.copy()
     for name, dtype in CT_DTYPES.items():
         out[name] = ct[name].astype(dtype)
     return out
+
+
+def _whole_namespace(cache: ConntrackCache | None) -> dict[str, Any] | None:
+    """The ct_ columns every row of a namespace gets, or None when each row needs a lookup."""
+    if cache is None or not cache.ready or cache.failure:
+        return empty_columns(CtLookup.UNAVAILABLE)
+    if not cache.tracked and not len(cache):
+        return empty_columns(CtLookup.NOT_TRACKED)
+    return None
