@@ -41,6 +41,7 @@ import errno
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from .codes import factorize_rows
 from .conntrack.entry import is_missing
 
 
@@ -263,20 +264,37 @@ _TRIGGERS = {"syn", "synack", "fin", "ack", "rst"}
 def diagnose_frame(frame):
     """A copy of the frame with `cause` and `explanation` columns.
 
-    Evidence combinations are deduplicated first, so the table runs once per distinct
-    combination, not once per row."""
+    Rows are grouped by their evidence first, so the table runs once per distinct combination
+    (a flood of identical resets costs one diagnosis), and the verdicts are spread back by group."""
+    import numpy as np
     import pandas as pd
 
-    columns = [EVIDENCE_COLUMNS[key] for key in EVIDENCE_KEYS]
-    values = [frame[c].astype(object).where(frame[c].notna(), None).tolist() if c in frame.columns
-              else [None] * len(frame) for c in columns]
-    combos = list(zip(*values)) if len(frame) else []
-    verdicts: dict[tuple, Diagnosis] = {}
-    for combo in set(combos):
-        raw = dict(zip(EVIDENCE_KEYS, combo))
-        raw["trigger_flags"] = raw.pop("trigger")
-        verdicts[combo] = diagnose(raw)
     out = frame.copy()
-    out["cause"] = pd.Series([str(verdicts[c].cause) for c in combos], index=frame.index, dtype="string")
-    out["explanation"] = pd.Series([verdicts[c].explanation for c in combos], index=frame.index, dtype="string")
+    if not len(frame):
+        out["cause"] = pd.Series([], dtype="string", index=frame.index)
+        out["explanation"] = pd.Series([], dtype="string", index=frame.index)
+        return out
+    # one integer per row naming its evidence combination; the table runs once per combination
+    present = [EVIDENCE_COLUMNS[key] for key in EVIDENCE_KEYS if EVIDENCE_COLUMNS[key] in frame.columns]
+    if present:
+        codes, first = factorize_rows([frame[c] for c in present])
+    else:
+        codes, first = np.zeros(len(frame), dtype=np.int64), np.array([0])
+    combos = [{key: _plain(frame[EVIDENCE_COLUMNS[key]].iloc[row]) if EVIDENCE_COLUMNS[key] in frame.columns
+               else None for key in EVIDENCE_KEYS} for row in first]
+    cause_of = np.empty(len(combos), dtype=object)
+    explanation_of = np.empty(len(combos), dtype=object)
+    for i, raw in enumerate(combos):
+        raw["trigger_flags"] = raw.pop("trigger")
+        verdict = diagnose(raw)
+        cause_of[i], explanation_of[i] = str(verdict.cause), verdict.explanation
+    out["cause"] = pd.Series(cause_of[codes], index=frame.index, dtype="string")
+    out["explanation"] = pd.Series(explanation_of[codes], index=frame.index, dtype="string")
     return out
+
+
+def _plain(value: Any) -> Any:
+    """A frame cell as the Python value the table compares with (missing values as None)."""
+    if is_missing(value):
+        return None
+    return value.item() if hasattr(value, "item") else value

@@ -11,68 +11,94 @@ HEADER = f"{'TIME':<15} {'DIR':<5} {'SENDER -> RECEIVER':<47} {'STATE':<11} {'RE
 HEADER_DIAGNOSED = f"{'TIME':<15} {'DIR':<5} {'SENDER -> RECEIVER':<47} {'STATE':<11} {'REASON':<18} CAUSE"
 
 
-def _endpoint(addr, port) -> str:
-    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
+# Every column the lines may show; absent ones print as "-".
+_SHOWN = ("kind", "saddr", "sport", "daddr", "dport", "state", "reason", "netns", "pid", "comm", "cause",
+          "explanation", "origin", "trigger_flags", "ct_state", "ct_lookup", "ct_event", "rule")
 
 
-def _clock(ts: list[float]) -> list[str]:
-    """HH:MM:SS.ffffff in local time, without a datetime object per row."""
-    if not ts:
-        return []
-    offset = time.localtime(ts[0]).tm_gmtoff
-    out = []
-    for t in ts:
-        micros = int(round((t + offset) * 1e6)) % 86_400_000_000
-        secs, us = divmod(micros, 1_000_000)
-        out.append(f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}.{us:06d}")
-    return out
+def _text(name: str):
+    import polars as pl
+
+    return pl.col(name).cast(pl.Utf8).fill_null("-")
 
 
-def _column(frame, name) -> list:
-    """Column values as plain Python objects, missing values as '-'."""
-    if name not in frame.columns:
-        return ["-"] * len(frame)
-    series = frame[name]
-    return series.astype(object).where(series.notna(), "-").tolist()
+def _endpoint(addr: str, port: str):
+    import polars as pl
+
+    return (pl.when(pl.col(addr).str.contains(":", literal=True))
+            .then(pl.format("[{}]:{}", _text(addr), _text(port)))
+            .otherwise(pl.format("{}:{}", _text(addr), _text(port))))
+
+
+def _clock(first_ts: float):
+    """HH:MM:SS.ffffff in local time (the offset of the batch's first event)."""
+    import polars as pl
+
+    micros = ((pl.col("ts") + time.localtime(first_ts).tm_gmtoff) * 1e6).round().cast(pl.Int64) % 86_400_000_000
+    secs = micros // 1_000_000
+
+    def two(expr):
+        return expr.cast(pl.Utf8).str.zfill(2)
+
+    return pl.format("{}:{}:{}.{}", two(secs // 3600), two(secs // 60 % 60), two(secs % 60),
+                     (micros % 1_000_000).cast(pl.Utf8).str.zfill(6))
+
+
+def _polars(frame):
+    """The shown columns as a polars frame of text, built column-wise (no Python loop per event:
+    a flood of resets prints at the speed the kernel reports it)."""
+    import polars as pl
+
+    present = [c for c in _SHOWN if c in frame.columns]
+    df = pl.from_pandas(frame[["ts", *present]])
+    return df.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in _SHOWN if c not in present])
+
+
+def _first_line(last):
+    import polars as pl
+
+    direction = pl.col("kind").replace_strict(DIRECTION, default=pl.col("kind"), return_dtype=pl.Utf8)
+    flow = pl.format("{} -> {}", _endpoint("saddr", "sport"), _endpoint("daddr", "dport"))
+    return pl.concat_str([direction.fill_null("-").str.pad_end(5), flow.str.pad_end(47),
+                          _text("state").str.pad_end(11), _text("reason").str.pad_end(18), last], separator=" ")
 
 
 def event_lines(frame) -> list[str]:
+    if frame.empty:
+        return []
     if "cause" in frame.columns:
         return diagnosed_lines(frame)
-    clock = _clock(frame["ts"].tolist())
-    cols = [_column(frame, n) for n in ("kind", "saddr", "sport", "daddr", "dport", "state", "reason",
-                                        "netns", "pid", "comm")]
-    lines = []
-    for t, kind, saddr, sport, daddr, dport, state, reason, netns, pid, comm in zip(clock, *cols):
-        flow = f"{_endpoint(saddr, sport)} -> {_endpoint(daddr, dport)}"
-        owner = f" {pid}/{comm}" if pid != "-" else ""
-        lines.append(f"{t} {DIRECTION.get(kind, kind):<5} {flow:<47} {state:<11} {reason:<18} {netns}{owner}")
-    return lines
+    import polars as pl
+
+    owner = pl.when(pl.col("pid").is_not_null()).then(pl.format(" {}/{}", _text("pid"), _text("comm"))) \
+        .otherwise(pl.lit(""))
+    line = pl.concat_str([_clock(float(frame["ts"].iloc[0])),
+                          _first_line(pl.concat_str([_text("netns"), owner]))], separator=" ")
+    return _polars(frame).select(line.alias("line"))["line"].to_list()
 
 
 def diagnosed_lines(frame) -> list[str]:
     """Two lines per reset: what happened, then why, with the evidence behind the verdict."""
-    clock = _clock(frame["ts"].tolist())
-    cols = [_column(frame, n) for n in ("kind", "saddr", "sport", "daddr", "dport", "state", "reason", "cause",
-                                        "explanation", "origin", "netns", "pid", "comm", "ct_state", "ct_lookup",
-                                        "trigger_flags", "rule", "ct_event")]
-    lines = []
-    for (t, kind, saddr, sport, daddr, dport, state, reason, cause, explanation, origin, netns, pid, comm,
-         ct_state, ct_lookup, trigger, rule, ct_event) in zip(clock, *cols):
-        flow = f"{_endpoint(saddr, sport)} -> {_endpoint(daddr, dport)}"
-        lines.append(f"{t} {DIRECTION.get(kind, kind):<5} {flow:<47} {state:<11} {reason:<18} {cause}")
-        evidence = [f"by {origin}", f"netns {netns}"]
-        if pid != "-":
-            evidence.append(f"pid {pid}/{comm}")
-        if trigger != "-":
-            evidence.append(f"answering [{trigger}]")
-        if ct_lookup != "-":
-            found = f"{ct_state}{' (destroyed)' if ct_event == 'destroy' else ''}"
-            evidence.append(f"conntrack {found if ct_lookup == 'found' else ct_lookup}")
-        if rule != "-":
-            evidence.append(f"rule {rule}")
-        lines.append(f"{'':<21} {explanation} ({', '.join(evidence)})")
-    return lines
+    if frame.empty:
+        return []
+    import polars as pl
+
+    found = pl.when(pl.col("ct_event") == "destroy").then(pl.format("{} (destroyed)", _text("ct_state"))) \
+        .otherwise(_text("ct_state"))
+    conntrack = pl.when(pl.col("ct_lookup").is_null()).then(None) \
+        .otherwise(pl.format("conntrack {}", pl.when(pl.col("ct_lookup") == "found").then(found)
+                             .otherwise(pl.col("ct_lookup"))))
+    evidence = pl.concat_str([
+        pl.format("by {}", _text("origin")), pl.format("netns {}", _text("netns")),
+        pl.when(pl.col("pid").is_not_null()).then(pl.format("pid {}/{}", _text("pid"), _text("comm"))),
+        pl.when(pl.col("trigger_flags").is_not_null()).then(pl.format("answering [{}]", pl.col("trigger_flags"))),
+        conntrack,
+        pl.when(pl.col("rule").is_not_null()).then(pl.format("rule {}", pl.col("rule"))),
+    ], separator=", ", ignore_nulls=True)
+    first = pl.concat_str([_clock(float(frame["ts"].iloc[0])), _first_line(_text("cause"))], separator=" ")
+    second = pl.format("{} {} ({})", pl.lit(" " * 21), _text("explanation"), evidence)
+    both = pl.concat_str([first, second], separator="\n")
+    return _polars(frame).select(both.alias("line"))["line"].to_list()
 
 
 def print_summary(summary: dict, out: IO[str]) -> None:

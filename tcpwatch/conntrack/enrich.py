@@ -74,28 +74,43 @@ def enrich(frame, caches: CacheSource):
     ConntrackCache, or one ConntrackCache for every row. Lookups only read caches; never block.
     A namespace whose cache is unavailable, or where conntrack is not in use, gets one answer for
     all its rows without a lookup per row (a reset flood there costs nothing per event)."""
+    import numpy as np
     import pandas as pd
 
-    names = ("family", "saddr", "sport", "daddr", "dport", "ts", "netns")
-    columns = [frame[n].tolist() if n in frame.columns else [None] * len(frame) for n in names]
-    verdict: dict = {}                       # inode -> the answer for every row, when there is one
-    rows = []
-    for family, saddr, sport, daddr, dport, ts, inode in zip(*columns):
-        key = None if is_missing(inode) else int(inode)
-        if key not in verdict:
-            verdict[key] = _whole_namespace(_cache_for(caches, key))
-        if verdict[key] is not None:
-            rows.append(verdict[key])
+    n = len(frame)
+    columns = {name: np.full(n, None, dtype=object) for name in CT_DTYPES}
+    inodes = frame["netns"] if "netns" in frame.columns else pd.Series([None] * n, index=frame.index)
+    groups = pd.Series(np.arange(n)).groupby(inodes.astype(object).where(inodes.notna(), -1).to_numpy())
+    if len(groups.indices) == 1:            # the usual batch: one namespace, maybe one answer for all
+        (inode,) = groups.indices
+        whole = _whole_namespace(_cache_for(caches, None if inode == -1 else int(inode)))
+        if whole is not None:
+            out = frame.copy()
+            for name, dtype in CT_DTYPES.items():
+                out[name] = pd.Series(whole.get(name), index=frame.index, dtype=dtype)
+            return out
+    for inode, positions in groups.indices.items():
+        key = None if inode == -1 else int(inode)
+        cache = _cache_for(caches, key)
+        whole = _whole_namespace(cache)
+        if whole is not None:
+            for name, value in whole.items():
+                columns[name][positions] = value
             continue
-        if any(is_missing(v) for v in (family, saddr, sport, daddr, dport)):
-            rows.append(empty_columns(CtLookup.UNAVAILABLE))
-            continue
-        rows.append(_cache_for(caches, key).columns(int(family), saddr, int(sport), daddr, int(dport),
-                                                    None if is_missing(ts) else float(ts)))
-    ct = pd.DataFrame.from_records(rows, columns=list(CT_DTYPES), index=frame.index)
+        names = ("family", "saddr", "sport", "daddr", "dport", "ts")
+        values = [frame[c].to_numpy(dtype=object)[positions] if c in frame.columns else [None] * len(positions)
+                  for c in names]
+        for pos, (family, saddr, sport, daddr, dport, ts) in zip(positions, zip(*values)):
+            if any(is_missing(v) for v in (family, saddr, sport, daddr, dport)):
+                row = empty_columns(CtLookup.UNAVAILABLE)
+            else:
+                row = cache.columns(int(family), saddr, int(sport), daddr, int(dport),
+                                    None if is_missing(ts) else float(ts))
+            for name in CT_DTYPES:
+                columns[name][pos] = row.get(name)
     out = frame.copy()
     for name, dtype in CT_DTYPES.items():
-        out[name] = ct[name].astype(dtype)
+        out[name] = pd.Series(columns[name], index=frame.index).astype(dtype)
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 
+from ..codes import factorize_rows
 from ..events import conform
 from .decode import LIVE_DTYPES
 
@@ -50,21 +51,29 @@ class OriginPairing:
         import numpy as np
         import pandas as pd
 
+        n = len(rows)
         wire = rows["kind"].isin(list(WIRE)).to_numpy()
-        stack_kind = rows["kind"].map(lambda k: WIRE.get(k, k))
-        # n-th wire RST of a tuple pairs with the n-th stack event of the same direction
-        keyed = rows[KEY].astype(object).where(rows[KEY].notna(), None)
-        keyed["direction"] = stack_kind
-        keyed["wire"] = wire
-        keyed["nth"] = keyed.groupby([*KEY, "direction", "wire"], dropna=False).cumcount()
-        keyed["row"] = np.arange(len(rows))
+        stack_kind = rows["kind"].replace(WIRE)
+        # one integer per (tuple, direction)
+        group, _ = factorize_rows([rows[c] for c in KEY] + [stack_kind])
+        group = group * 2 + wire
+        # nth occurrence of each row within its group, in time order (rows are in time order)
+        order = np.lexsort((np.arange(n), group))
+        sorted_group = group[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_group)) + 1]
+        rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
+        nth = np.empty(n, dtype=np.int64)
+        nth[order] = rank
+        # the n-th wire RST of a tuple pairs with the n-th stack event of the same direction
         is_stack = ~wire & rows["kind"].isin(list(WIRE.values())).to_numpy()
-        pairs = keyed[wire].merge(keyed[is_stack], on=[*KEY, "direction", "nth"], suffixes=("_w", "_s"))
-        if len(pairs):
-            close = (rows["ts"].to_numpy()[pairs["row_w"]] - rows["ts"].to_numpy()[pairs["row_s"]])
-            pairs = pairs[np.abs(close) <= self.window]
-        paired_wire = pairs["row_w"].to_numpy()
-        paired_stack = pairs["row_s"].to_numpy()
+        pair_key = (group // 2) * (n + 1) + nth
+        wire_rows, stack_rows = np.flatnonzero(wire), np.flatnonzero(is_stack)
+        _, at_w, at_s = np.intersect1d(pair_key[wire_rows], pair_key[stack_rows], return_indices=True)
+        paired_wire, paired_stack = wire_rows[at_w], stack_rows[at_s]
+        ts = rows["ts"].to_numpy()
+        close = np.abs(ts[paired_wire] - ts[paired_stack]) <= self.window
+        paired_wire, paired_stack = paired_wire[close], paired_stack[close]
+        pairs = len(paired_wire)
 
         out = rows.copy()
         origin = np.where(out["kind"] == "reset-received", "remote",
@@ -79,7 +88,7 @@ class OriginPairing:
         delivered = np.where(received, np.where(out_wire, "no", "yes"), None).astype(object)
         out["delivered"] = pd.array(delivered, dtype="string")
         # what the device saw, on the stack's row
-        if len(pairs):
+        if pairs:
             out.loc[paired_stack, "ifindex"] = out["ifindex"].to_numpy()[paired_wire]
             out.loc[paired_stack, "tcp_flags"] = out["tcp_flags"].to_numpy()[paired_wire]
         out["kind"] = stack_kind.astype("string")
