@@ -40,6 +40,11 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
         tw_owner(&e, sk);
     else
         e.flags |= TW_F_SOFTIRQ;  /* no socket: the reply to a stray packet, sent from softirq */
+#if TW_WANT_NETDEV
+    struct tw_flow flow = {};
+    tw_flow_of(&e, &flow);
+    tw_stack_rst.update(&flow, &e.ts_ns);
+#endif
     tw_submit(args, &e);
     return 0;
 }

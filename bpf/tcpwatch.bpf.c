@@ -213,6 +213,31 @@ static __always_inline void tw_submit(void *ctx, struct tw_event *e)
     }
 }
 
+#if TW_WANT_NETDEV
+/* RSTs the stack has reported, waiting for their packet on a device (group "netdev"). When the
+ * stack's event comes first (a reset with no socket is traced before it is sent), the device's
+ * copy is dropped here rather than paired in userspace: a flood of refusals costs one event each.
+ * When the packet comes first (an active reset is traced after it is sent) userspace pairs them. */
+struct tw_flow {
+    __u32 netns;
+    __u16 sport;
+    __u16 dport;
+    __u8 saddr[16];
+    __u8 daddr[16];
+};
+BPF_TABLE("lru_hash", struct tw_flow, __u64, tw_stack_rst, 8192);
+#define TW_PAIR_NS (100ULL * 1000 * 1000)
+
+static __always_inline void tw_flow_of(const struct tw_event *e, struct tw_flow *f)
+{
+    f->netns = e->netns;
+    f->sport = e->sport;
+    f->dport = e->dport;
+    __builtin_memcpy(f->saddr, e->saddr, 16);
+    __builtin_memcpy(f->daddr, e->daddr, 16);
+}
+#endif
+
 int tw_softirq_entry(void *ctx)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);

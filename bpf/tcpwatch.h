@@ -20,6 +20,8 @@
 #define TW_F_SOFTIRQ 2      /* the event fired in softirq: the on-CPU task is not the owner */
 #define TW_F_HAS_REASON 4   /* reason is the kernel's reset reason */
 #define TW_F_HAS_STATE 8    /* state is the socket's TCP state */
+#define TW_F_OWNER_RECORDED 16 /* with TW_F_OWNER_TASK: pid/comm/uid are the socket's owner as recorded
+                                * in process context (owner map), not the on-CPU task */
 
 #define TW_COMM_LEN 16
 

@@ -7,6 +7,7 @@ import sys
 import click
 
 from ._options import capture_options, filter_options, output_options
+from .watch import count_options
 
 
 @click.command()
@@ -16,8 +17,9 @@ from ._options import capture_options, filter_options, output_options
 @click.option("--no-conntrack", is_flag=True, help="Do not join events with their conntrack entries.")
 @click.option("--no-netdev", is_flag=True,
               help="Do not watch RSTs on devices (cheaper; resets netfilter sends are then not seen).")
+@count_options
 def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_json, output, no_conntrack,
-           no_netdev):
+           no_netdev, count, interval):
     """Show every TCP reset this host sends or receives, with who sent it and why.
 
     Two lines per reset as it happens (what happened; the likely cause with its evidence: which
@@ -31,6 +33,12 @@ def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_js
 
     filters = Filters.parse(ports, hosts, netns, direction)
     groups = ("resets",) if no_netdev else ("resets", "netdev")
+    if count:
+        from ..live.counting import run_count_command
+
+        cap = Capture(filters, buffer_mb=buffer_mb, transport=transport, groups=groups, count=True)
+        run_count_command(cap, duration, interval, as_json, output)
+        return
     cap = Capture(filters, buffer_mb=buffer_mb, transport=transport, groups=groups)
     stage = Enrichment(conntrack=not no_conntrack, watch_netns=filters.netns)
     run(cap, duration, Outputs(as_json=as_json, output=output), stage=stage)

@@ -39,9 +39,9 @@ class Stats:
                 "attached": self.attached, "missing_probes": self.missing}
 
 
-def _pages(buffer_mb: int) -> int:
-    """Ring buffer pages: a power of two, at least the requested size."""
-    want = max(1, buffer_mb) * 1024 * 1024 // os.sysconf("SC_PAGE_SIZE")
+def _pages(buffer_mb: float) -> int:
+    """Buffer pages: a power of two, at least the requested size (and at least one page)."""
+    want = int(buffer_mb * 1024 * 1024) // os.sysconf("SC_PAGE_SIZE")
     pages = 1
     while pages < want:
         pages *= 2

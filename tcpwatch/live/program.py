@@ -122,6 +122,7 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         "TW_FILTER_PORTS": int(options.filter_ports),
         "TW_FILTER_HOSTS": int(options.filter_hosts),
         **{f"OFF_{k}": v for k, v in offsets.items()},
+        **{f"TW_WANT_{g.upper()}": 1 for g in groups},
         **options.extra_defines,
     }
     parts += [f"#define {name} ({int(value)})" for name, value in defines.items()]

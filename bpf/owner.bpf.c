@@ -1,0 +1,133 @@
+/* The owner of each socket (group "owner", always compiled): recorded in process context,
+ * where the on-CPU task is the one acting on the socket, so that events firing later in
+ * softirq (received RSTs, timer retransmits) name the owner and not whoever was interrupted.
+ *
+ *  - any state change in process context (connect: CLOSE->SYN_SENT, listen: CLOSE->LISTEN,
+ *    close/shutdown) records the current task for that socket;
+ *  - a listener's owner is kept per (netns, port); a child socket reaching SYN_RECV or
+ *    ESTABLISHED in softirq inherits it;
+ *  - accept() returning a TCP socket records the accepting task (a pre-forked worker or a
+ *    socket-activated service accepts from a listener another process made);
+ *  - the entry goes when the socket is destroyed.
+ * tw_owner() (bpf/tcpwatch.bpf.c) reads the map tw_owners. */
+
+#define TW_TCP_ESTABLISHED 1
+#define TW_TCP_SYN_RECV 3
+#define TW_TCP_CLOSE 7
+#define TW_TCP_LISTEN 10
+#define TW_IPPROTO_TCP 6
+
+struct tw_listen_key {
+    __u32 netns;
+    __u16 port;
+    __u16 pad;
+};
+struct tw_listener {
+    struct tw_owner_rec owner;
+    __u64 sk;
+};
+BPF_TABLE("lru_hash", struct tw_listen_key, struct tw_listener, tw_listeners, 4096);
+
+static __always_inline int tw_in_softirq(void)
+{
+    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
+    return depth && *depth;
+}
+
+static __always_inline void tw_current_owner(struct tw_owner_rec *rec)
+{
+    rec->pid = bpf_get_current_pid_tgid() >> 32;
+    rec->uid = (__u32)bpf_get_current_uid_gid();
+    bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
+}
+
+#if TP_inet_sock_set_state_PRESENT
+int tw_owner_state(struct tp_inet_sock_set_state *args)
+{
+    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
+        return 0;
+    __u64 sk = (__u64)TPF(inet_sock_set_state, skaddr, args);
+    int oldstate = TPF(inet_sock_set_state, oldstate, args);
+    int newstate = TPF(inet_sock_set_state, newstate, args);
+    struct tw_listen_key lkey = {};
+    lkey.netns = tw_sk_netns((const void *)sk);
+    lkey.port = TPF(inet_sock_set_state, sport, args);
+
+    if (!tw_in_softirq()) {
+        struct tw_listener l = {};
+        tw_current_owner(&l.owner);
+        tw_owners.update(&sk, &l.owner);
+        if (newstate == TW_TCP_LISTEN) {
+            l.sk = sk;
+            tw_listeners.update(&lkey, &l);
+        } else if (oldstate == TW_TCP_LISTEN && newstate == TW_TCP_CLOSE) {
+            struct tw_listener *was = tw_listeners.lookup(&lkey);
+            if (was && was->sk == sk)
+                tw_listeners.delete(&lkey);
+        }
+        return 0;
+    }
+    if (newstate == TW_TCP_SYN_RECV || newstate == TW_TCP_ESTABLISHED) {
+        struct tw_listener *l = tw_listeners.lookup(&lkey);
+        if (l && !tw_owners.lookup(&sk))
+            tw_owners.update(&sk, &l->owner);
+    }
+    return 0;
+}
+#endif
+
+#if TP_tcp_destroy_sock_PRESENT
+int tw_owner_destroy(struct tp_tcp_destroy_sock *args)
+{
+    __u64 sk = (__u64)TPF(tcp_destroy_sock, skaddr, args);
+    tw_owners.delete(&sk);
+    return 0;
+}
+#endif
+
+/* The socket behind file descriptor fd of the current task: task->files->fdt->fd[fd]->
+ * private_data (struct socket)->sk, each offset from BTF. NULL when anything is missing. */
+static __always_inline void *tw_fd_sock(long fd)
+{
+    if (fd < 0 || OFF_TASK_FILES < 0 || OFF_FILES_FDT < 0 || OFF_FDT_FD < 0 || OFF_FILE_PRIVATE < 0
+        || OFF_SOCKET_SK < 0)
+        return 0;
+    void *task = (void *)bpf_get_current_task();
+    void **fds = tw_ptr_at(tw_ptr_at(tw_ptr_at(task, OFF_TASK_FILES), OFF_FILES_FDT), OFF_FDT_FD);
+    if (!fds)
+        return 0;
+    void *file = 0;
+    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+    return tw_ptr_at(tw_ptr_at(file, OFF_FILE_PRIVATE), OFF_SOCKET_SK);
+}
+
+static __always_inline void tw_owner_accepted(long fd)
+{
+    void *sk = tw_fd_sock(fd);
+    __u16 protocol = 0;
+    if (!sk || OFF_SK_PROTOCOL < 0)
+        return;
+    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
+    if (protocol != TW_IPPROTO_TCP)
+        return;
+    __u64 key = (__u64)sk;
+    struct tw_owner_rec rec = {};
+    tw_current_owner(&rec);
+    tw_owners.update(&key, &rec);
+}
+
+#if TP_sys_exit_accept4_PRESENT
+int tw_owner_accept4(struct tp_sys_exit_accept4 *args)
+{
+    tw_owner_accepted(TPF(sys_exit_accept4, ret, args));
+    return 0;
+}
+#endif
+
+#if TP_sys_exit_accept_PRESENT
+int tw_owner_accept(struct tp_sys_exit_accept *args)
+{
+    tw_owner_accepted(TPF(sys_exit_accept, ret, args));
+    return 0;
+}
+#endif
