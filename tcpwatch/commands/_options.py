@@ -40,6 +40,17 @@ def filter_options(func):
     )(func)
 
 
+def count_options(func):
+    """--count and --interval: per-flow totals counted in the kernel."""
+    return _stack(
+        click.option("--count", "count", is_flag=True,
+                     help="Count per flow in the kernel instead of one line per event "
+                          "(for hosts where per-event output would be too much)."),
+        click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+                     help="With --count: print the per-flow totals every N seconds."),
+    )(func)
+
+
 def capture_options(func):
     return _stack(
         click.option("--duration", "-d", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -51,4 +62,4 @@ def capture_options(func):
     )(func)
 
 
-__all__ = ["output_options", "filter_options", "capture_options"]
+__all__ = ["output_options", "filter_options", "capture_options", "count_options"]

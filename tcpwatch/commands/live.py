@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from ._options import capture_options, filter_options, output_options
-from .watch import count_options
+from ._options import capture_options, count_options, filter_options, output_options
 
 
 @click.command()

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import capture_options, filter_options, output_options
-
-
-def count_options(func):
-    """--count and --interval: per-flow totals counted in the kernel."""
-    func = click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
-                        help="With --count: print the per-flow totals every N seconds.")(func)
-    return click.option("--count", "count", is_flag=True,
-                        help="Count per flow in the kernel instead of one line per event "
-                             "(for hosts where per-event output would be too much).")(func)
+from ._options import capture_options, count_options, filter_options, output_options
 
 
 @click.command()
@@ -58,10 +49,10 @@ def _run(groups, duration, buffer_mb, transport, ports, hosts, netns, direction,
 
         run_count_command(cap, duration, interval, as_json, output)
         return
-    from ..live.session import Outputs
-    from ..live.watching import run_watch
+    from ..live.session import Outputs, run
+    from ..live.watching import WatchStage
 
-    run_watch(cap, duration, Outputs(as_json=as_json, output=output), retransmits_only=retransmits_only)
+    run(cap, duration, Outputs(as_json=as_json, output=output), stage=WatchStage(retransmits_only))
 
 
 COMMANDS = [retrans, watch]

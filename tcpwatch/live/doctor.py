@@ -99,10 +99,13 @@ def all_checks() -> list[tuple[Check, bool]]:
     checks = [(c(), True) for c in BASE_CHECKS]
     from .probes import PROBES
 
-    for probe in PROBES:
+    required_of: dict[tuple[str, str], bool] = {}
+    for probe in PROBES:   # a tracepoint several groups use is checked once
         # Core and reset probes are required; the others degrade (their events are not captured).
-        required = probe.group in ("core", "resets")
-        checks.append((_tracepoint(probe.category, probe.name, required)(), required))
+        key = (probe.category, probe.name)
+        required_of[key] = required_of.get(key, False) or probe.group in ("core", "resets")
+    for (category, name), required in required_of.items():
+        checks.append((_tracepoint(category, name, required)(), required))
     checks += [(_ringbuf(), False), (_kprobes(), False)]
     return checks
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+from ..render import HEADER_DIAGNOSED
 from .origin import OriginPairing
+from .session import Stage
 
 
 class RuleCounters:
@@ -47,7 +49,11 @@ class RuleCounters:
         return frame
 
 
-class Enrichment:
+class Enrichment(Stage):
+    """The `resets` stage: two lines per reset, the cause under what happened."""
+
+    header = HEADER_DIAGNOSED
+
     def __init__(self, conntrack: bool = True, watch_netns: Iterable[int] = ()):
         self.pairing = OriginPairing()
         self.rules = RuleCounters(watch_netns)

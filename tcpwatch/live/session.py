@@ -6,9 +6,9 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import IO, Callable, Protocol
+from typing import IO, Callable
 
-from ..render import HEADER, HEADER_DIAGNOSED, event_lines, print_summary
+from ..render import HEADER, event_lines, print_summary
 from ..sinks import JsonlSink, open_file_sink
 from ..summary import Summary
 from .capture import Capture
@@ -22,20 +22,44 @@ class Outputs:
     stderr: IO[str] = sys.stderr
 
 
-class Stage(Protocol):
-    """A step between the capture and the sinks that may hold rows back (e.g. to pair them)."""
+class Stage:
+    """What a command does between the capture and the sinks; each hook has a neutral default.
 
-    def feed(self, frame): ...
-    def flush(self): ...
-    def close(self) -> None: ...
+    feed may hold rows back (to pair them) and return only what is final; flush returns the rest.
+    header and lines shape the terminal output; summary adds to the final summary; end_text is
+    printed before it."""
+
+    header: str | None = None
+
+    def before_start(self, cap: Capture) -> None:
+        pass
+
+    def feed(self, frame):
+        return frame
+
+    def flush(self):
+        return None
+
+    def lines(self, frame) -> list[str]:
+        return event_lines(frame)
+
+    def summary(self) -> dict:
+        return {}
+
+    def end_text(self, result: dict) -> str:
+        return ""
+
+    def close(self) -> None:
+        pass
 
 
 def run(cap: Capture, duration: float | None, outputs: Outputs,
         on_started: Callable[[], None] | None = None, stage: Stage | None = None) -> dict:
     """Capture until duration, stop() or SIGINT/SIGTERM; returns the summary dict.
 
-    on_started runs once the probes are attached (the demo starts its traffic there); stage,
-    when given, sees every batch (and idle ticks) before the sinks do."""
+    on_started runs once the probes are attached (the demo starts its traffic there); stage
+    sees every batch (and idle ticks) before the sinks do."""
+    stage = stage or Stage()
     summary = Summary()
     file_sink = open_file_sink(outputs.output) if outputs.output else None
     json_sink = JsonlSink(outputs.stdout) if outputs.as_json else None
@@ -51,42 +75,45 @@ def run(cap: Capture, duration: float | None, outputs: Outputs,
         if json_sink:
             json_sink.write(frame)
         else:
-            outputs.stdout.write("\n".join(event_lines(frame)) + "\n")
+            outputs.stdout.write("\n".join(stage.lines(frame)) + "\n")
             outputs.stdout.flush()
 
     try:
+        stage.before_start(cap)
         cap.start()
-        outputs.stderr.write(f"tcpwatch: tracing {', '.join(cap.stats.attached)} "
+        outputs.stderr.write(f"tcpwatch: tracing {', '.join(dict.fromkeys(cap.stats.attached))} "
                              f"({cap.stats.transport}); Ctrl-C to stop\n")
         outputs.stderr.flush()
         if on_started:
             on_started()
         if not outputs.as_json:
-            outputs.stdout.write((HEADER_DIAGNOSED if stage else HEADER) + "\n")
+            outputs.stdout.write((stage.header or HEADER) + "\n")
             outputs.stdout.flush()
         next_loss_check = time.monotonic() + 1
-        for frame in cap.batches(duration, idle_ticks=stage is not None):
-            emit(stage.feed(frame) if stage else frame)
+        for frame in cap.batches(duration, idle_ticks=True):
+            emit(stage.feed(frame))
             if time.monotonic() >= next_loss_check:
                 lost_seen = _warn_losses(cap, lost_seen, outputs.stderr)
                 next_loss_check = time.monotonic() + 1
         _warn_losses(cap, lost_seen, outputs.stderr)
-        if stage:
-            emit(stage.flush())
+        emit(stage.flush())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         stopped = time.time()
         cap.close()
-        if stage:
-            stage.close()
+        stage.close()
         if file_sink:
             file_sink.close()
-    result = {**summary.as_dict(), **cap.stats.as_dict(stopped)}
+    extra = stage.summary()
+    result = {**summary.as_dict(), **cap.stats.as_dict(stopped), **extra}
     if json_sink:
         json_sink.write_summary(result)
     else:
-        print_summary(result, outputs.stdout)
+        outputs.stdout.write(stage.end_text(result))
+        # the stage's own tables (e.g. per-connection records) were printed by end_text
+        print_summary({k: v for k, v in result.items() if not (k in extra and isinstance(v, list))},
+                      outputs.stdout)
     return result
 
 

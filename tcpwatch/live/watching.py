@@ -4,17 +4,13 @@ each connection ended, how long it lived)."""
 
 from __future__ import annotations
 
-import signal
 import time
-from typing import Callable
 
-from ..render import DIRECTION, print_summary
-from ..sinks import JsonlSink, open_file_sink
-from ..summary import Summary
+from ..render import DIRECTION
 from .capture import Capture
 from .lifecycle import Tracker
 from .owners import OwnerResolver
-from .session import Outputs, _warn_losses
+from .session import Stage
 
 def _endpoint(addr, port) -> str:
     return f"[{addr}]:{port}" if ":" in str(addr) else f"{addr}:{port}"
@@ -82,60 +78,36 @@ def connection_lines(connections: list[dict], lifecycle: bool = True) -> list[st
     return lines
 
 
-def run_watch(cap: Capture, duration: float | None, outputs: Outputs, retransmits_only: bool = False,
-              on_started: Callable[[], None] | None = None) -> dict:
-    """Capture until duration, stop() or SIGINT/SIGTERM. Each batch: owners the kernel could
-    not name are looked up in /proc, every event gets its connection id; at the end the
-    connections (or, with retransmits_only, the retransmitting flows) are summarised."""
-    tracker, resolver, summary = Tracker(), OwnerResolver(), Summary()
-    file_sink = open_file_sink(outputs.output) if outputs.output else None
-    json_sink = JsonlSink(outputs.stdout) if outputs.as_json else None
-    previous = {sig: signal.signal(sig, lambda *_: cap.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    lost_seen = 0
-    try:
-        resolver.snapshot(cap.filters.netns)   # owners of sockets made before tcpwatch started
-        cap.start()
-        outputs.stderr.write(f"tcpwatch: tracing {', '.join(dict.fromkeys(cap.stats.attached))} "
-                             f"({cap.stats.transport}); Ctrl-C to stop\n")
-        outputs.stderr.flush()
-        if on_started:
-            on_started()
-        if not json_sink:
-            outputs.stdout.write(HEADER + "\n")
-        next_loss_check = time.monotonic() + 1
-        for frame in cap.batches(duration):
-            frame = tracker.feed(resolver.fill(frame))
-            summary.add(frame)
-            if file_sink:
-                file_sink.write(frame)
-            if json_sink:
-                json_sink.write(frame)
-            else:
-                outputs.stdout.write("\n".join(watch_lines(frame)) + "\n")
-                outputs.stdout.flush()
-            if time.monotonic() >= next_loss_check:
-                lost_seen = _warn_losses(cap, lost_seen, outputs.stderr)
-                next_loss_check = time.monotonic() + 1
-        _warn_losses(cap, lost_seen, outputs.stderr)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        stopped = time.time()
-        cap.close()
-        if file_sink:
-            file_sink.close()
-    key = "flows" if retransmits_only else "connections"
-    connections = tracker.retransmit_flows() if retransmits_only else tracker.summaries()
-    result = {**summary.as_dict(), **cap.stats.as_dict(stopped), "forgotten_connections": tracker.forgotten,
-              key: connections}
-    if json_sink:
-        json_sink.write_summary(result)
-    else:
-        outputs.stdout.write(f"\n-- {key} ({len(connections)}) " + "-" * 50 + "\n")
-        shown = [c for c in tracker.summaries() if c["retransmits"] or not retransmits_only]
-        outputs.stdout.write("\n".join(connection_lines(shown, lifecycle=not retransmits_only)) + "\n")
-        print_summary({k: v for k, v in result.items() if k != key}, outputs.stdout)
-    return result
+class WatchStage(Stage):
+    """`watch` and `retrans`: owners the kernel could not name are looked up in /proc, every
+    event gets its connection id; at the end the connections (or, with retransmits_only, the
+    retransmitting flows) are summarised."""
+
+    header = HEADER
+
+    def __init__(self, retransmits_only: bool = False):
+        self.tracker, self.resolver = Tracker(), OwnerResolver()
+        self.retransmits_only = retransmits_only
+        self.key = "flows" if retransmits_only else "connections"
+
+    def before_start(self, cap: Capture) -> None:
+        self.resolver.snapshot(cap.filters.netns)   # owners of sockets made before tcpwatch started
+
+    def feed(self, frame):
+        return None if frame is None else self.tracker.feed(self.resolver.fill(frame))
+
+    def lines(self, frame) -> list[str]:
+        return watch_lines(frame)
+
+    def summary(self) -> dict:
+        tracker = self.tracker
+        connections = tracker.retransmit_flows() if self.retransmits_only else tracker.summaries()
+        return {"forgotten_connections": tracker.forgotten, self.key: connections}
+
+    def end_text(self, result: dict) -> str:
+        shown = [c for c in self.tracker.summaries() if c["retransmits"] or not self.retransmits_only]
+        return (f"\n-- {self.key} ({len(result[self.key])}) " + "-" * 50 + "\n"
+                + "\n".join(connection_lines(shown, lifecycle=not self.retransmits_only)) + "\n")
 
 
-__all__ = ["run_watch", "watch_lines", "connection_lines", "HEADER"]
+__all__ = ["WatchStage", "watch_lines", "connection_lines", "HEADER"]

@@ -33,11 +33,15 @@ def firewall_reject(lab: Lab) -> Played:
 
 
 def _send_synack(src: str, dst: str, sport: int, dport: int) -> None:
-    from scapy.all import IP, TCP, conf, send  # lazy: scapy takes a second to import
+    # scapy only builds the bytes; a raw socket opened here, inside the lab namespace, sends them.
+    # (scapy's own send() routes with the tables it read when first imported, which in a forked
+    # child may be the parent namespace's: the send then fails with ENODEV.)
+    from scapy.layers.inet import IP, TCP  # lazy: scapy takes a second to import
 
     set_comm(CLIENT_COMM)
-    conf.verb = 0
-    send(IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="SA", seq=1000, ack=424242))
+    packet = bytes(IP(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="SA", seq=1000, ack=424242))
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.sendto(packet, (dst, 0))
 
 
 def unsolicited_synack(lab: Lab) -> Played:
