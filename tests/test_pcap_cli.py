@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -76,3 +78,24 @@ def test_python_api_returns_two_frames():
     events, conns = tcpwatch.read_pcap(POP3)
     assert len(events) == 11 and len(conns) == 11
     assert str(events["saddr"].dtype) == "string" and "rst_kind" in events.columns
+
+
+def test_progress_bar_forced_on_stderr_only():
+    res = run_cli("pcap", "--max-lines", "0", POP3, env={"TCPWATCH_PROGRESS": "1"})
+    assert res.returncode == 0, res.stderr
+    assert "pop3_pop3.pcap: [" in res.stderr and res.stderr.rstrip().endswith("100%")
+    assert "100%" not in res.stdout and "resets=6" in res.stdout
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal():
+    res = run_cli("pcap", "--max-lines", "0", POP3, env={"TCPWATCH_PROGRESS": ""})
+    assert res.returncode == 0 and res.stderr == ""
+
+
+def test_terminal_summary_does_not_import_pandas():
+    # the speed path: the summary and the damage report come from the core's records directly
+    code = ("import sys; from tcpwatch.cli import main; sys.argv = ['tcpwatch', 'pcap', '--max-lines', '0', "
+            f"{POP3!r}]\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('HEAVY', [m for m in ('pandas', 'pyarrow', 'scapy') if m in sys.modules])")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(ROOT))
+    assert "resets=6" in res.stdout and "HEAVY []" in res.stdout, res.stdout + res.stderr

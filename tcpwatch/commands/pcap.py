@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ._options import output_options
@@ -23,6 +25,8 @@ def pcap(files, show_connections, max_lines, as_json, output):
     with Zeek's conn_state and history. A summary follows; damaged records are reported with
     their packet numbers and byte offsets, never silently skipped.
     """
+    # numpy's OpenBLAS otherwise starts a spinning thread per core at import; nothing here uses BLAS
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from ..pcap.cli_output import run_files
 
     run_files(files, show_connections=show_connections, max_lines=max_lines, as_json=as_json, output=output)

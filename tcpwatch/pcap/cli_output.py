@@ -10,6 +10,7 @@ from ..sinks import JsonlSink, open_file_sink
 from .api import analyze
 
 PROGRESS_MIN_BYTES = 32 << 20
+FORCE_PROGRESS_ENV = "TCPWATCH_PROGRESS"   # "1": draw the bar whatever the file size or stderr (tests, logs)
 DAMAGE_LINES = 20
 CONNECTION_COLUMNS = ("orig_h", "orig_p", "resp_h", "resp_p", "conn_state", "history", "orig_pkts", "resp_pkts",
                       "resets_orig", "resets_resp", "retrans_orig", "retrans_resp", "duration")
@@ -23,7 +24,8 @@ class ProgressBar:
             size = os.path.getsize(path)
         except OSError:
             size = 0
-        self.enabled = sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES
+        forced = os.environ.get(FORCE_PROGRESS_ENV) == "1"
+        self.enabled = forced or (sys.stderr.isatty() and size >= PROGRESS_MIN_BYTES)
         self.name = os.path.basename(path)
         self.last = -1
 
@@ -53,16 +55,27 @@ def _connection_lines(frame) -> list[str]:
 
 
 def _report_damage(result) -> None:
-    damage = result.damage
-    if damage.empty and not result.stats.get("compression_problem"):
-        return
-    for row in damage.head(DAMAGE_LINES).itertuples():
-        sys.stderr.write(f"tcpwatch: {result.path}: skipped packet #{row.packet} at byte {row.offset} "
-                         f"({row.length} bytes): {row.reason}\n")
+    for packet, offset, length, reason in result.damage_rows(DAMAGE_LINES):
+        sys.stderr.write(f"tcpwatch: {result.path}: skipped packet #{packet} at byte {offset} "
+                         f"({length} bytes): {reason}\n")
     if result.stats["damaged"] > DAMAGE_LINES:
         sys.stderr.write(f"tcpwatch: {result.path}: ... {result.stats['damaged'] - DAMAGE_LINES} more damaged records\n")
     if result.stats.get("compression_problem"):
         sys.stderr.write(f"tcpwatch: {result.path}: {result.stats['compression_problem']}\n")
+
+
+def _print_rows(result, show_connections: bool, max_lines: int) -> None:
+    """At most max_lines rows; only those rows become a DataFrame (none at all with --max-lines 0)."""
+    if show_connections:
+        total = len(result.raw_connections)
+        lines = _connection_lines(result.connections.head(max_lines))
+    else:
+        total = len(result.raw_events)
+        lines = event_lines(result.events_head(max_lines)) if max_lines and total else []
+    sys.stdout.write("".join(line + "\n" for line in lines))
+    shown = min(total, max_lines)
+    if total > shown:
+        sys.stdout.write(f"... {total - shown} more rows (all of them with --output or --json)\n")
 
 
 def run_files(files, show_connections: bool, max_lines: int, as_json: bool, output: str | None) -> None:
@@ -75,20 +88,17 @@ def run_files(files, show_connections: bool, max_lines: int, as_json: bool, outp
                 result = analyze(path, progress=bar)
             finally:
                 bar.close()
-            table = result.connections if show_connections else result.events
-            if sink:
-                sink.write(table)
             _report_damage(result)
             summary = result.summary()
-            if jsonl:
-                jsonl.write(table)
-                jsonl.write_summary(summary)
-                continue
-            lines = _connection_lines(table) if show_connections else event_lines(table)
-            shown = lines[: max_lines + (1 if show_connections else 0)]
-            sys.stdout.write("".join(line + "\n" for line in shown))
-            if len(lines) > len(shown):
-                sys.stdout.write(f"... {len(lines) - len(shown)} more rows (all of them with --output or --json)\n")
+            if sink or jsonl:
+                table = result.connections if show_connections else result.events
+                if sink:
+                    sink.write(table)
+                if jsonl:
+                    jsonl.write(table)
+                    jsonl.write_summary(summary)
+                    continue
+            _print_rows(result, show_connections, max_lines)
             print_summary(summary, sys.stdout)
     finally:
         if sink:

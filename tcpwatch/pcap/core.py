@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import EnvironmentProblem, InputError
 from . import records
-from .stream import StreamNotes, byte_chunks
+from .stream import CHUNK, ByteWindow, StreamNotes
 
 Progress = Callable[[int, int], None]
 
@@ -47,18 +47,15 @@ def run(path: str, progress: Progress | None = None, chunk_size: int | None = No
     core = core_module.Core()
     notes = StreamNotes()
     events, conns, damage = [], [], []
-    pending = b""
-    chunks = byte_chunks(path, notes, **({"chunk_size": chunk_size} if chunk_size else {}))
     try:
-        for chunk in chunks:
-            data = pending + chunk if pending else chunk
-            used = core.feed(data, False)
-            pending = data[used:]
-            _take(events, core.take_events(), records.EVENT_DTYPE)
-            _take(conns, core.take_connections(), records.CONN_DTYPE)
-            if progress:
-                progress(notes.raw_read, notes.raw_size)
-        core.feed(pending, True)
+        with ByteWindow(path, notes, chunk_size or CHUNK) as window:
+            while window.fill():
+                window.consume(core.feed(window.view(), False))
+                _take(events, core.take_events(), records.EVENT_DTYPE)
+                _take(conns, core.take_connections(), records.CONN_DTYPE)
+                if progress:
+                    progress(notes.raw_read, notes.raw_size)
+            core.feed(window.view(), True)
         core.finish()
     except core_module.FormatError as err:
         raise InputError(f"{path}: {err}", "give a pcap or pcapng capture (optionally .gz)") from None

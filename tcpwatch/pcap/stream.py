@@ -1,11 +1,16 @@
-"""Stream a capture file as byte chunks, gunzipping on the fly; memory stays bounded."""
+"""A capture file's (decompressed) bytes as a sliding window over one reusable buffer.
+
+The core parses what it can of the window; the unparsed tail (part of a record) moves to the
+front and the rest of the buffer is refilled from the file. No bytes object per chunk and no
+concatenation: on an uncompressed capture the bytes are copied once, by the kernel, into the
+buffer. Memory stays bounded (the buffer grows only to hold one record larger than it).
+"""
 
 from __future__ import annotations
 
 import os
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..errors import InputError
 
@@ -23,7 +28,7 @@ class StreamNotes:
 
 def _open(path: str):
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb", buffering=0)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file", "check the path") from None
     except IsADirectoryError:
@@ -35,45 +40,92 @@ def _open(path: str):
     return handle
 
 
-def byte_chunks(path: str, notes: StreamNotes, chunk_size: int = CHUNK) -> Iterator[bytes]:
-    """Yield the capture's (decompressed) bytes in chunks of about chunk_size."""
-    with _open(path) as raw:
+class Gunzip:
+    """gzip members one after another; a truncated or corrupt stream ends the data (noted)."""
+
+    def __init__(self, raw, notes: StreamNotes, chunk_size: int):
+        self.raw, self.notes, self.chunk_size = raw, notes, chunk_size
+        self.inflater = zlib.decompressobj(wbits=47)
+        self.tail = b""        # compressed bytes read but not yet inflated
+        self.done = False
+
+    def read(self, limit: int) -> bytes:
+        """Up to `limit` decompressed bytes; b"" at the end of the data."""
+        notes = self.notes
+        while not self.done:
+            if not self.tail:
+                self.tail = self.raw.read(self.chunk_size)
+                notes.raw_read += len(self.tail)
+                if not self.tail:
+                    if not self.inflater.eof and notes.gzip_problem is None:
+                        notes.gzip_problem = "compressed stream ends early (truncated .gz)"
+                    self.done = True
+                    break
+            try:
+                out = self.inflater.decompress(self.tail, limit)
+            except zlib.error as err:
+                notes.gzip_problem = f"corrupt compressed data at byte {notes.raw_read}: {err}"
+                self.done = True
+                break
+            self.tail = self.inflater.unconsumed_tail
+            if self.inflater.eof:
+                rest = self.inflater.unused_data + self.tail
+                self.inflater = zlib.decompressobj(wbits=47)
+                self.tail = rest
+                if rest and not rest.startswith(GZIP_MAGIC):
+                    notes.gzip_problem = "trailing garbage after the compressed stream"
+                    self.done = True
+            if out:
+                return out
+        return b""
+
+
+class ByteWindow:
+    """`view()` is the bytes not yet parsed; `consume(n)` drops n of them; `fill()` reads more."""
+
+    def __init__(self, path: str, notes: StreamNotes, chunk_size: int = CHUNK):
+        self.notes = notes
+        self.raw = _open(path)
         try:
-            notes.raw_size = os.fstat(raw.fileno()).st_size
+            notes.raw_size = os.fstat(self.raw.fileno()).st_size
         except OSError:
             notes.raw_size = 0
-        head = raw.read(2)
-        raw.seek(0)
+        head = self.raw.read(2)
+        self.raw.seek(0)
         notes.compressed = head == GZIP_MAGIC
-        if not notes.compressed:
-            while True:
-                chunk = raw.read(chunk_size)
-                if not chunk:
-                    return
-                notes.raw_read += len(chunk)
-                yield chunk
-        # gzip, possibly several members; a truncated stream yields what it had
-        inflater = zlib.decompressobj(wbits=47)
-        while True:
-            chunk = raw.read(chunk_size)
-            notes.raw_read += len(chunk)
-            if not chunk:
-                if not inflater.eof and notes.gzip_problem is None:
-                    notes.gzip_problem = "compressed stream ends early (truncated .gz)"
-                return
-            while chunk:
-                try:
-                    out = inflater.decompress(chunk, chunk_size)
-                except zlib.error as err:
-                    notes.gzip_problem = f"corrupt compressed data at byte {notes.raw_read}: {err}"
-                    return
-                if out:
-                    yield out
-                chunk = inflater.unconsumed_tail
-                if inflater.eof:
-                    rest = inflater.unused_data
-                    inflater = zlib.decompressobj(wbits=47)
-                    chunk = rest + chunk if rest else chunk
-                    if chunk and not chunk.startswith(GZIP_MAGIC):
-                        notes.gzip_problem = "trailing garbage after the compressed stream"
-                        return
+        self.gunzip = Gunzip(self.raw, notes, chunk_size) if notes.compressed else None
+        self.buf = memoryview(bytearray(max(chunk_size, 64)))
+        self.have = 0
+
+    def __enter__(self) -> "ByteWindow":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.buf.release()
+        self.raw.close()
+
+    def view(self) -> memoryview:
+        return self.buf[: self.have]
+
+    def consume(self, used: int) -> None:
+        left = self.have - used
+        if left and used:
+            self.buf[:left] = self.buf[used: self.have]   # memoryview assignment is a memmove
+        self.have = left
+
+    def fill(self) -> bool:
+        """Read more after the unparsed tail; False at the end of the data."""
+        if self.have == len(self.buf):  # one record larger than the whole buffer
+            bigger = memoryview(bytearray(2 * len(self.buf)))
+            bigger[: self.have] = self.buf
+            self.buf.release()
+            self.buf = bigger
+        if self.gunzip is None:
+            got = self.raw.readinto(self.buf[self.have:])
+            self.notes.raw_read += got
+        else:
+            out = self.gunzip.read(len(self.buf) - self.have)
+            got = len(out)
+            self.buf[self.have: self.have + got] = out
+        self.have += got
+        return got > 0

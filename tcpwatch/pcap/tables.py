@@ -56,12 +56,34 @@ def _why_text(why: np.ndarray) -> np.ndarray:
     return lut[why]
 
 
-def events_frame(ev: np.ndarray, path: str | None = None):
+def reported_events(ev: np.ndarray) -> np.ndarray:
+    """The events tcpwatch reports (resets, retransmissions; out-of-order segments are counted per
+    connection instead), in capture order: by timestamp, then packet number."""
+    ev = ev[ev["kind"] != records.EV_OUT_OF_ORDER]
+    return ev[np.lexsort((ev["pkt_no"], ev["ts_ns"]))]
+
+
+def connections_in_order(cn: np.ndarray) -> np.ndarray:
+    """Connections by start time, then first packet number."""
+    return cn[np.lexsort((cn["first_pkt"], cn["ts_start_ns"]))]
+
+
+def histories(cn: np.ndarray) -> list[str]:
+    return [h.decode("ascii", "replace") for h in cn["history"].tolist()]
+
+
+def conn_states(cn: np.ndarray, history: list[str]) -> np.ndarray:
+    """Zeek's conn_state of each connection record."""
+    return zeek.conn_states(cn["orig_state"], cn["resp_state"], cn["orig_bytes"], cn["resp_bytes"], history)
+
+
+def events_frame(ev: np.ndarray, path: str | None = None, state: list | None = None):
+    """The event table of `reported_events(...)` (already filtered and in order); `state` is the
+    conn_state of each event's connection."""
     import pandas as pd
 
     from ..events import Kind, Source, conform
 
-    ev = ev[ev["kind"] != records.EV_OUT_OF_ORDER]
     is_rst = ev["kind"] == records.EV_RST
     frame = pd.DataFrame({
         "ts": ev["ts_ns"] / 1e9,
@@ -91,7 +113,8 @@ def events_frame(ev: np.ndarray, path: str | None = None):
     frame["ttl"] = ev["ttl"]
     frame["suspect_why"] = np.where(is_rst, _why_text(ev["why"]), None)
     frame["file"] = path
-    frame = frame.sort_values(["ts", "packet"], kind="stable").reset_index(drop=True)
+    if state is not None:
+        frame["state"] = state
     return conform(frame, EVENT_EXTRA_DTYPES)
 
 
@@ -107,10 +130,12 @@ CONNECTION_DTYPES = {
 }
 
 
-def connections_frame(cn: np.ndarray, path: str | None = None):
+def connections_frame(cn: np.ndarray, path: str | None = None, history: list[str] | None = None,
+                      state: np.ndarray | None = None):
+    """The connection table of `connections_in_order(...)`; history and state are computed unless given."""
     import pandas as pd
 
-    histories = [h.decode("ascii", "replace") for h in cn["history"].tolist()]
+    history = histories(cn) if history is None else history
     frame = pd.DataFrame({
         "conn_id": cn["conn_id"],
         "ts": cn["ts_start_ns"] / 1e9,
@@ -120,9 +145,8 @@ def connections_frame(cn: np.ndarray, path: str | None = None):
         "resp_h": addresses(cn["family"], cn["resp_addr"]),
         "resp_p": cn["resp_port"],
         "family": cn["family"],
-        "conn_state": zeek.conn_states(cn["orig_state"], cn["resp_state"], cn["orig_bytes"], cn["resp_bytes"],
-                                       histories),
-        "history": np.array(histories, dtype=object),
+        "conn_state": conn_states(cn, history) if state is None else state,
+        "history": np.array(history, dtype=object),
         "orig_pkts": cn["orig_pkts"], "orig_ip_bytes": cn["orig_ip_bytes"],
         "resp_pkts": cn["resp_pkts"], "resp_ip_bytes": cn["resp_ip_bytes"],
         "orig_bytes": cn["orig_bytes"], "resp_bytes": cn["resp_bytes"],
@@ -134,7 +158,6 @@ def connections_frame(cn: np.ndarray, path: str | None = None):
         "first_packet": cn["first_pkt"],
         "file": path,
     })
-    frame = frame.sort_values(["ts", "first_packet"], kind="stable").reset_index(drop=True)
     return frame.astype(CONNECTION_DTYPES)
 
 
