@@ -37,6 +37,8 @@ def generate(host, exe: Path, seconds: float, interval_us: int = 0) -> int:
 
 
 def wait_line(stream, needle: str, timeout: float = 30) -> str:
+    """Read a pipe or a growing file until a line contains needle."""
+    growing_file = os.path.isfile(getattr(stream, "name", ""))
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         ready, _, _ = select.select([stream], [], [], 0.5)
@@ -44,14 +46,18 @@ def wait_line(stream, needle: str, timeout: float = 30) -> str:
             line = stream.readline()
             if needle in line:
                 return line
-            if not line:
-                break
+            if not line and growing_file:
+                time.sleep(0.05)       # not written yet
+            elif not line:
+                break                  # the pipe closed: the process is gone
     raise RuntimeError(f"no {needle!r} within {timeout}s")
 
 
 def cpu_of(proc: subprocess.Popen) -> float:
-    _pid, _status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = 0
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, proc.args))} exited with {proc.returncode}")
     return usage.ru_utime + usage.ru_stime
 
 
@@ -59,10 +65,12 @@ def run_tcpwatch(lab, exe: Path, seconds: float, *extra: str) -> dict:
     """`tcpwatch resets --output x.jsonl [extra]`, its terminal lines going to a file."""
     jsonl = OUT / "resets.jsonl"
     stdout = open(OUT / "resets.stdout", "w+")
+    stderr_path = OUT / "resets.stderr"
     proc = subprocess.Popen([PY, "-m", "tcpwatch.cli", "resets", "--netns", lab.server.name,
-                             "--output", str(jsonl), *extra], cwd=ROOT, stdout=stdout, stderr=subprocess.PIPE,
+                             "--output", str(jsonl), *extra], cwd=ROOT, stdout=stdout, stderr=open(stderr_path, "w"),
                             text=True)
-    wait_line(proc.stderr, "tracing")
+    with open(stderr_path) as stderr:   # a file, not a pipe: loss warnings must never block it
+        wait_line(stderr, "tracing")
     connects = generate(lab.server, exe, seconds)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)

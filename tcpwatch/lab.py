@@ -122,8 +122,8 @@ class Lab:
         _LIVE_LABS.add(self)
         c, s = f"{self.prefix}-{self.tag}-c", f"{self.prefix}-{self.tag}-s"
         for name in (c, s):
+            self._made.append(name)   # first: a signal during the add must not leak the namespace
             _ip("netns", "add", name)
-            self._made.append(name)
             _ip("-n", name, "link", "set", "lo", "up")
         veth_c, veth_s = f"tw{self.tag}c", f"tw{self.tag}s"
         _ip("link", "add", veth_c, "netns", c, "type", "veth", "peer", "name", veth_s, "netns", s)

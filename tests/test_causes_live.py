@@ -18,7 +18,8 @@ pytestmark = pytest.mark.live
 
 def diagnosed(lab, play):
     filters = Filters.parse(netns=[lab.client.name, lab.server.name])
-    stage = Enrichment(watch_netns=filters.netns)   # before the traffic, as `tcpwatch resets` does
+    stage = Enrichment(watch_netns=filters.netns)
+    stage.before_start()   # caches and firewall counters before the traffic, as `tcpwatch resets` does
     with Capture(filters, groups=("resets", "netdev")) as cap:
         played = play(lab)
         frames = list(enriched(cap.batches(1.0, idle_ticks=True), stage))

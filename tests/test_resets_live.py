@@ -159,14 +159,19 @@ def progs_of(pid: int) -> set[int]:
 def test_sigint_mid_capture(lab, tmp_path):
     out = tmp_path / "events.jsonl"
     proc = start_cli(lab, "--output", str(out))
-    ours = progs_of(proc.pid)
-    assert len(ours) >= 4  # softirq entry/exit, send and receive resets (and device probes)
-    refused(lab)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=20)
+    try:
+        ours = progs_of(proc.pid)
+        assert len(ours) >= 4  # softirq entry/exit, send and receive resets (and device probes)
+        refused(lab)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:   # never leave a capture running behind a failed test
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 0, stderr
-    assert "NO_SOCKET" in stdout and "-- summary" in stdout and "lost=0" in stdout
+    assert "NO_SOCKET" in stdout and "-- summary" in stdout and "lost=0" in stdout and "missed=0" in stdout
     assert "Traceback" not in stderr
     written = read_back(str(out))
     assert sorted(written["kind"]) == ["reset-received", "reset-sent"]

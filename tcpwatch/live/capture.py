@@ -20,6 +20,7 @@ from .filters import Filters, fill_maps
 from .header import event_dtype
 
 STATE_NAME_PREFIX = "TCP_"
+PROG_INFO_SIZE = 512   # at least this kernel's struct bpf_prog_info; the kernel says how much it filled
 STATE_FIELDS = ("state", "oldstate", "newstate")
 
 
@@ -29,12 +30,13 @@ class Stats:
     first_event_after: float | None = None  # seconds from start() to the first event
     captured: int = 0
     lost: int = 0                   # failed submissions counted in the kernel
+    missed: int | None = 0          # events our programs were skipped for (recursion guard); None: unknown
     attached: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     transport: str = ""
 
     def as_dict(self, stopped: float | None = None) -> dict:
-        return {"captured": self.captured, "lost": self.lost, "transport": self.transport,
+        return {"captured": self.captured, "lost": self.lost, "missed": self.missed, "transport": self.transport,
                 "duration": round((stopped or time.time()) - self.started, 3),
                 "attached": self.attached, "missing_probes": self.missing}
 
@@ -56,7 +58,7 @@ def _supports_ringbuf() -> bool:
 class Capture:
     """Use as a context manager; iterate `batches()` for schema DataFrames."""
 
-    def __init__(self, filters: Filters | None = None, buffer_mb: int = 16, transport: str = "auto",
+    def __init__(self, filters: Filters | None = None, buffer_mb: int = 32, transport: str = "auto",
                  flush_interval: float = 0.25, groups: tuple[str, ...] = ("resets",), count: bool = False,
                  count_flows: int = 65536):
         self.filters = filters or Filters()
@@ -71,6 +73,8 @@ class Capture:
         self.stats = Stats()
         self._bpf = None
         self._ring = None
+        self._attached_functions: set[str] = set()
+        self._facts: dict = {"offsets": {}}
         self._raw: list[bytes] = []
         self._event_size = event_dtype().itemsize
         self._stop = threading.Event()
@@ -85,8 +89,8 @@ class Capture:
         require_live()
         from bcc import BPF
 
-        from .btf import kernel_btf
-        from .program import Options, build_source, kernel_offsets
+        from .kernel_facts import kernel_facts
+        from .program import Options, build_source
         from .tracefs import read_format
 
         from .probes import PROBES, expand, select
@@ -105,15 +109,15 @@ class Capture:
         if any(p.group == "core" for p in wanted if formats[p.name] is None):
             raise EnvironmentProblem("tracepoints irq:softirq_entry/exit are missing on this kernel",
                                      "use a kernel with CONFIG_TRACEPOINTS (every distribution kernel)")
-        btf = kernel_btf()
+        facts = self._facts = kernel_facts()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                           filter_hosts=bool(self.filters.hosts),
                           extra_defines={"TW_COUNT_FLOWS": self.count_flows})
-        source = build_source(formats, kernel_offsets(btf), options, expand(self.groups, self.count))
-        self._names = self._symbol_names(formats, btf)
+        source = build_source(formats, facts["offsets"], options, expand(self.groups, self.count))
+        self._names = self._symbol_names(formats, facts["enums"])
         from .program import BPF_DIR
 
         try:
@@ -125,6 +129,10 @@ class Capture:
         for probe in present:
             self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
             self.stats.attached.append(probe.tracepoint)
+            if probe.group != "core":
+                # softirq-depth probes are skipped in pairs when a softirq runs inside one of our
+                # programs (depth stays balanced); only skipped event probes are missed events
+                self._attached_functions.add(probe.function)
         table = self._bpf[b"events"]
         if use_ringbuf:
             from .ringbuf import RingReader
@@ -139,8 +147,7 @@ class Capture:
         return self
 
     @staticmethod
-    def _symbol_names(formats, btf) -> Names:
-        enums = btf.enum_values()
+    def _symbol_names(formats, enums: dict[str, int]) -> Names:
         states: dict[int, str] = {}
         reasons: dict[int, str] = {}
         for fmt in formats.values():
@@ -177,7 +184,14 @@ class Capture:
         return self._bpf[name.encode()]
 
     def read_lost(self) -> int:
+        """Records the kernel could not hand over, and (in stats.missed) events it never ran our
+        programs for; both are reported, never silent."""
+        from .progstats import recursion_misses
+
         self.stats.lost = int(self._bpf[b"tw_lost"].sum(0).value)
+        fds = [fn.fd for name, fn in self._bpf.funcs.items() if name.decode() in self._attached_functions]
+        self.stats.missed = recursion_misses(fds, self._facts["offsets"].get("PROG_INFO_RECURSION_MISSES", -1),
+                                             PROG_INFO_SIZE)
         return self.stats.lost
 
     def batches(self, duration: float | None = None, idle_ticks: bool = False) -> Iterator:

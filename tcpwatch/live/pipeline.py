@@ -56,14 +56,20 @@ class Enrichment(Stage):
 
     def __init__(self, conntrack: bool = True, watch_netns: Iterable[int] = ()):
         self.pairing = OriginPairing()
-        self.rules = RuleCounters(watch_netns)
+        self.conntrack = conntrack
+        self.watch_netns = list(watch_netns)
+        self.rules = None
         self.caches = None
-        if conntrack:
+
+    def before_start(self, cap=None) -> None:
+        """Open the conntrack caches and read the firewall counters (run while bcc compiles)."""
+        self.rules = RuleCounters(self.watch_netns)
+        if self.conntrack:
             from ..conntrack import ConntrackCaches
 
             # Namespaces named in the filters are watched from the start, so entries a reset
             # destroys at once are already cached; others are watched from their first event.
-            self.caches = ConntrackCaches(netns=list(watch_netns) or [None])
+            self.caches = ConntrackCaches(netns=self.watch_netns or [None])
 
     def feed(self, frame):
         """A batch in (or None on an idle tick); the rows that are final out, or None."""
@@ -77,6 +83,8 @@ class Enrichment(Stage):
             return None
         from ..diagnosis import diagnose_frame
 
+        if self.rules is None:      # used without a run loop: start now
+            self.before_start()
         frame = self.rules.name(frame)
         if self.caches is not None:
             from ..conntrack import enrich

@@ -26,6 +26,8 @@ KERNEL_OFFSETS = {
     "SKB_DATA": ("sk_buff", "data"),
     "SKB_NETWORK_HEADER": ("sk_buff", "network_header"),
     "SKB_PROTOCOL": ("sk_buff", "protocol"),
+    # read by userspace (tcpwatch/live/progstats.py), not by the BPF program
+    "PROG_INFO_RECURSION_MISSES": ("bpf_prog_info", "recursion_misses"),
     # retransmits: struct tcp_skb_cb lives in sk_buff.cb; a SYN/ACK's ISN in the request sock
     "SKB_CB": ("sk_buff", "cb"),
     "TCB_SEQ": ("tcp_skb_cb", "seq"),
