@@ -55,10 +55,8 @@ ENV = re.compile(r"^(\w{3} +\d+ [\d:]+) (\S+) kernel: (.*?)IN=")
 KV = re.compile(r"([A-Z]+)=(\S*)")
 
 
-def naive(path: str):
-    """What a script usually does: one regex for the head, findall for KEY=value, dicts, then a frame."""
-    import pandas as pd
-
+def naive_rows(path: str) -> list[dict]:
+    """What a script usually does: one regex for the head, findall for KEY=value, a dict per line."""
     rows = []
     with open(path) as fh:
         for line in fh:
@@ -69,7 +67,16 @@ def naive(path: str):
             row["time"], row["host"], row["prefix"] = m.group(1), m.group(2), m.group(3)
             row["RST"] = " RST " in line
             rows.append(row)
-    return pd.DataFrame(rows)
+    return rows
+
+
+def naive(path: str):
+    """The same, then a DataFrame. pandas 3 infers Arrow strings for every text cell of every dict:
+    for 200k rows that alone takes about 2 s here, which is why this line is far below the per-line
+    regex pass (the ~180k lines/s quoted for a naive parser is that pass, printed separately)."""
+    import pandas as pd
+
+    return pd.DataFrame(naive_rows(path))
 
 
 def timed(func, *args):
@@ -105,6 +112,7 @@ def main() -> None:
                     break
                 dst.write(line)
         t_naive, naive_frame = min((timed(naive, small) for _ in range(args.repeat)), key=lambda r: r[0])
+        t_rows, naive_list = min((timed(naive_rows, small) for _ in range(args.repeat)), key=lambda r: r[0])
         t_py, (py_frame, _) = timed(lambda p: parse_iptables_log(p, engine="python"), small)
     print(f"iptables LOG parsing, {n:,} lines ({size / 1e6:.0f} MB), {os.cpu_count()} cores, "
           f"best of {args.repeat} (tcpwatch median {n / t_c_median:,.0f} lines/s)")
@@ -113,12 +121,15 @@ def main() -> None:
             (f"naive per-line regex -> DataFrame ({len(naive_frame) // 1000}k)", len(naive_frame) / t_naive,
              t_naive, len(naive_frame),
              naive_frame.shape[1]),
+            (f"naive per-line regex -> dicts only ({len(naive_list) // 1000}k)", len(naive_list) / t_rows, t_rows,
+             len(naive_list), len(naive_list[0]) if naive_list else 0),
             (f"tcpwatch pure-Python reference ({len(py_frame) // 1000}k)", len(py_frame) / t_py, t_py, len(py_frame),
              py_frame.shape[1])]
     for name, rate, secs, count, cols in rows:
         print(f"{name:44s} {rate:12,.0f} {secs:9.2f} {count:10,d} {cols:8d}")
     goal = n / t_c >= 1_000_000
-    print(f"speed-up over naive: {(n / t_c) / (len(naive_frame) / t_naive):.1f}x; "
+    print(f"speed-up over naive: {(n / t_c) / (len(naive_frame) / t_naive):.1f}x "
+          f"({(n / t_c) / (len(naive_list) / t_rows):.1f}x over its regex pass alone); "
           f"goal 1,000,000 lines/s: {'met' if goal else 'NOT met'}")
 
 

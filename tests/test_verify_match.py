@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import run_cli
 from tcpwatch.iplog.render import render_envelope, render_fields
 from tcpwatch.iplog.verify import verify
@@ -17,7 +19,7 @@ def _fixture(tmp_path):
     base = 1_714_000_000.0
     pkts = []
     for i, (flags, seq) in enumerate([("S", 100), ("RA", 0), ("R", 5000), ("R", 7000)]):
-        p = Ether() / IP(src="198.18.0.2", dst="198.18.0.1", ttl=64, id=10 + i) / \
+        p = Ether(src="02:00:00:00:00:02", dst="02:00:00:00:00:01") / IP(src="198.18.0.2", dst="198.18.0.1", ttl=64, id=10 + i) / \
             TCP(sport=80, dport=40000 + i, flags=flags, seq=seq, ack=101 if "A" in flags else 0, window=0)
         p = Ether(bytes(p))
         p.time = base + i
@@ -56,3 +58,52 @@ def test_verify_cli(tmp_path):
     rows = [json.loads(x) for x in res.stdout.splitlines()]
     assert rows[-1]["summary"]["matched"] == 2 and len(rows) == 4
     assert "rst_sender" in rows[0]
+
+
+def _log_line(pkt, ts: float) -> str:
+    """The LOG line the kernel would write for this captured TCP packet (OUTPUT chain, --log-tcp-sequence)."""
+    import ipaddress
+
+    ip = pkt["IP"] if pkt.haslayer("IP") else pkt["IPv6"]
+    tcp = ip["TCP"]
+    row = {"out": "eth0", "proto": "TCP", "spt": tcp.sport, "dpt": tcp.dport, "seq": tcp.seq, "ack": tcp.ack,
+           "window": tcp.window, "res": 0, "tcp_flag_bits": int(tcp.flags), "urgp": 0}
+    if ip.version == 4:
+        row.update(src=ip.src, dst=ip.dst, len=ip.len, tos=ip.tos, prec=0, ttl=ip.ttl, id=ip.id, df=bool(ip.flags.DF))
+    else:
+        row.update(src=ipaddress.ip_address(ip.src).exploded, dst=ipaddress.ip_address(ip.dst).exploded,
+                   len=ip.plen + 40, tc=ip.tc, hoplimit=ip.hlim, flowlbl=ip.fl)
+    return render_envelope("[drds] " + render_fields(row), "rfc3339", ts=ts, host="h")
+
+
+def _capture_cases():
+    from conftest import ROOT
+
+    for expected in sorted((ROOT / "pcaps").glob("*.expected.json")):
+        spec = json.loads(expected.read_text())
+        if spec.get("resets") and len(spec.get("connections", [])) == 1:
+            yield pytest.param(ROOT / "pcaps" / spec["capture"], spec, id=spec["scenario"])
+
+
+@pytest.mark.parametrize("pcap,spec", list(_capture_cases()))
+def test_logged_rsts_say_who_sent_them_and_the_connection_state(tmp_path, pcap, spec):
+    """On the real captures: every RST rendered as the kernel logs it, then verify tells who sent it and
+    the state of its connection, checked against the scenario's own expectations."""
+    import scapy.layers.inet6  # noqa: F401  (dissect IPv6)
+    import scapy.layers.l2  # noqa: F401
+    from scapy.utils import rdpcap
+
+    pkts = rdpcap(str(pcap))
+    rsts = [p for p in pkts if p.haslayer("TCP") and p["TCP"].flags.R]
+    (tmp_path / "fw.log").write_text("".join(_log_line(p, float(p.time) + 1.5) + "\n" for p in rsts))
+    result = verify(str(pcap), str(tmp_path / "fw.log"))
+    logged = result["logged"]
+    assert result["summary"]["matched"] == len(rsts) == len(logged) and result["summary"]["captured_rsts_not_logged"] == 0
+    want_conn = spec["connections"][0]
+    for row, want in zip(logged.to_dict("records"), spec["resets"]):
+        assert (row["kind"], row["saddr"]) == ("reset-sent", want["saddr"])
+        assert (row["rst_by"], row["rst_kind"]) == (want["rst_by"], want["rst_kind"])
+        assert row["rst_sender"] == {"originator": "client", "responder": "server"}[want["rst_by"]]
+        assert row["conn_state"] == want_conn["conn_state"]
+        if "history" in want_conn:
+            assert row["conn_history"] == want_conn["history"]

@@ -1,4 +1,4 @@
-"""Commands for iptables LOG lines: iplog (parse), rules (helper), verify (vs a capture), replay."""
+"""Commands for iptables LOG lines: iplog (parse), rules (helper), verify (vs a capture), replay (through a ruleset)."""
 
 from __future__ import annotations
 
@@ -138,4 +138,49 @@ def verify_cmd(pcap, log, skew, as_json, output):
         click.echo(result["unlogged_rsts"][["index", "ts", "saddr", "sport", "daddr", "dport"]].to_string(index=False))
 
 
-COMMANDS = [iplog_cmd, rules_cmd, verify_cmd]
+def _read_text(path: str | None) -> str | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return fh.read()
+
+
+@click.command("replay")
+@click.option("--pcap", "pcap", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--rules", "rules", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="iptables-save output (IPv4) to load into the receiving namespace.")
+@click.option("--rules6", "rules6", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="ip6tables-save output (IPv6).")
+@click.option("--log", "log", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Recorded LOG lines: say whether the ruleset reproduces them.")
+@click.option("--iface", default=None, metavar="NAME",
+              help="Name of the receiving interface (for -i rules; default: the log's IN=, else the lab's).")
+@click.option("--skew", type=float, default=5.0, show_default=True,
+              help="Clock difference tolerated between --log and the capture (s).")
+@output_options
+def replay_cmd(pcap, rules, rules6, log, iface, skew, as_json, output):
+    """Replay a capture through an iptables ruleset in private namespaces: what would it log?"""
+    from ..errors import UsageProblem
+    from ..iplog.replay import replay
+
+    if rules is None and rules6 is None:
+        raise UsageProblem("give --rules (iptables-save) and/or --rules6 (ip6tables-save)")
+    result = replay(pcap, _read_text(rules), _read_text(rules6), log=log, iface=iface, skew=skew)
+    summary = result["summary"]
+    table = result["reproduce"] if "reproduce" in result else result["packets"]
+    if as_json or output:
+        _emit(table, summary, as_json, output, ())
+        return
+    click.echo(result["packets"].to_string(index=False, na_rep="-", max_rows=200))
+    if "reproduce" in result:
+        click.echo("recorded log vs replay:")
+        click.echo(result["reproduce"].to_string(index=False, na_rep="-", max_rows=200))
+    check = summary.pop("reproduce", None)
+    for key, value in summary.items():
+        click.echo(f"{key:26s} {value}")
+    if check is not None:
+        counts = ", ".join(f"{k} {v}" for k, v in check.items() if k != "reproduces")
+        click.echo(f"the ruleset reproduces the recorded log: {'yes' if check['reproduces'] else 'no'} ({counts})")
+
+
+COMMANDS = [iplog_cmd, rules_cmd, verify_cmd, replay_cmd]

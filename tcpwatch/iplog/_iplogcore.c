@@ -885,47 +885,72 @@ static int add_error(PyObject *errors, uint64_t lineno, size_t offset, const cha
     return rc;
 }
 
-/* Results are built in three steps so that only object creation holds the GIL: allocate
- * uninitialised bytes objects (GIL), fill them (no GIL), wrap them in tuples (GIL). */
+/* Results: the column buffers themselves are handed to Python (no copy, no second set of page
+ * faults): a Buffer owns one malloc'ed block and frees it when the last view of it goes. */
 typedef struct {
-    PyObject *vals, *offs, *data, *valid;
-} Result;
+    PyObject_HEAD
+    void *ptr;
+    Py_ssize_t len;
+} BufferObject;
 
-static int alloc_result(Out *o, int c, Result *r) {
-    Column *col = &o->cols[c];
-    size_t n = o->n;
-    memset(r, 0, sizeof *r);
-    if (!col->any) return 0;
-    r->valid = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-    if (!r->valid) return -1;
-    if (G.types[c] != T_STR) {
-        r->vals = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * WIDTH[G.types[c]]));
-        return r->vals ? 0 : -1;
-    }
-    r->offs = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)((n + 1) * 8));
-    r->data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)col->dlen);
-    return r->offs && r->data ? 0 : -1;
+static void buffer_dealloc(BufferObject *b) {
+    free(b->ptr);
+    Py_TYPE(b)->tp_free((PyObject *)b);
 }
 
-static void fill_result(Out *o, int c, Result *r) {
-    Column *col = &o->cols[c];
-    size_t n = o->n;
-    if (!r->valid) return;
-    memcpy(PyBytes_AS_STRING(r->valid), col->valid, n);
-    if (r->vals) {
-        memcpy(PyBytes_AS_STRING(r->vals), col->vals, n * WIDTH[G.types[c]]);
-        return;
-    }
-    int64_t *off = (int64_t *)PyBytes_AS_STRING(r->offs);   /* Arrow large_string offsets */
+static int buffer_get(BufferObject *b, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)b, b->ptr, b->len, 0, flags);
+}
+
+static PyBufferProcs BUFFER_PROCS = {(getbufferproc)buffer_get, NULL};
+
+static PyTypeObject BufferType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "_iplogcore.Buffer",
+    .tp_basicsize = sizeof(BufferObject),
+    .tp_dealloc = (destructor)buffer_dealloc,
+    .tp_as_buffer = &BUFFER_PROCS,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A block of column memory filled by parse()",
+};
+
+/* Takes ownership of *ptr (sets it to NULL), also on failure. */
+static PyObject *adopt(void **ptr, size_t len) {
+    void *p = *ptr ? *ptr : malloc(1);
+    *ptr = NULL;
+    if (!p) return PyErr_NoMemory();
+    BufferObject *b = PyObject_New(BufferObject, &BufferType);
+    if (!b) { free(p); return NULL; }
+    b->ptr = p;
+    b->len = (Py_ssize_t)len;
+    return (PyObject *)b;
+}
+
+/* Arrow large_string offsets from the row ends (a null row repeats the previous offset). */
+static int64_t *string_offsets(Column *col, size_t n) {
+    int64_t *off = malloc((n + 1) * sizeof(int64_t));
+    if (!off) return NULL;
     off[0] = 0;
     for (size_t i = 0; i < n; i++) off[i + 1] = col->valid[i] ? (int64_t)col->ends[i] : off[i];
-    if (col->dlen) memcpy(PyBytes_AS_STRING(r->data), col->data, col->dlen);
+    return off;
 }
 
-static PyObject *wrap_result(Result *r) {
-    if (!r->valid) Py_RETURN_NONE;
-    if (r->vals) return Py_BuildValue("(NN)", r->vals, r->valid);
-    return Py_BuildValue("(NNN)", r->offs, r->data, r->valid);
+static PyObject *column_result(Out *o, int c, int64_t **offsets) {
+    Column *col = &o->cols[c];
+    size_t n = o->n;
+    if (!col->any) Py_RETURN_NONE;
+    PyObject *a, *b, *v;
+    if (G.types[c] != T_STR) {
+        a = adopt((void **)&col->vals, n * WIDTH[G.types[c]]);
+        v = adopt((void **)&col->valid, n);
+        if (!a || !v) { Py_XDECREF(a); Py_XDECREF(v); return NULL; }
+        return Py_BuildValue("(NN)", a, v);
+    }
+    a = adopt((void **)&offsets[c], (n + 1) * sizeof(int64_t));
+    b = adopt((void **)&col->data, col->dlen);
+    v = adopt((void **)&col->valid, n);
+    if (!a || !b || !v) { Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(v); return NULL; }
+    return Py_BuildValue("(NNN)", a, b, v);
 }
 
 static PyObject *py_parse(PyObject *self, PyObject *args) {
@@ -1000,34 +1025,22 @@ static PyObject *py_parse(PyObject *self, PyObject *args) {
     }
     Py_END_ALLOW_THREADS
     if (PyErr_Occurred()) goto done;
-    Result *res = calloc((size_t)G.ncols, sizeof(Result));
-    if (!res) { PyErr_NoMemory(); goto done; }
-    for (int c = 0; c < G.ncols; c++) {
-        if (alloc_result(o, c, &res[c])) {
-            for (int k = 0; k <= c; k++) {
-                Py_XDECREF(res[k].vals); Py_XDECREF(res[k].offs); Py_XDECREF(res[k].data); Py_XDECREF(res[k].valid);
-            }
-            free(res);
-            goto done;
-        }
-    }
+    int64_t **offsets = calloc((size_t)G.ncols, sizeof(int64_t *));
+    if (!offsets) { PyErr_NoMemory(); goto done; }
+    int oom = 0;
     Py_BEGIN_ALLOW_THREADS
-    for (int c = 0; c < G.ncols; c++) fill_result(o, c, &res[c]);
+    for (int c = 0; c < G.ncols; c++)
+        if (G.types[c] == T_STR && o->cols[c].any && !(offsets[c] = string_offsets(&o->cols[c], o->n))) oom = 1;
     Py_END_ALLOW_THREADS
-    PyObject *cols = PyList_New(G.ncols);
-    for (int c = 0; c < G.ncols; c++) {
-        PyObject *r = cols ? wrap_result(&res[c]) : NULL;
-        if (!r) {   /* wrap_result stole what it got; drop the rest */
-            for (int k = c + 1; k < G.ncols; k++) {
-                Py_XDECREF(res[k].vals); Py_XDECREF(res[k].offs); Py_XDECREF(res[k].data); Py_XDECREF(res[k].valid);
-            }
-            Py_XDECREF(cols);
-            free(res);
-            goto done;
-        }
+    PyObject *cols = oom ? PyErr_NoMemory() : PyList_New(G.ncols);
+    for (int c = 0; cols && c < G.ncols; c++) {
+        PyObject *r = column_result(o, c, offsets);
+        if (!r) { Py_CLEAR(cols); break; }
         PyList_SET_ITEM(cols, c, r);
     }
-    free(res);
+    for (int c = 0; c < G.ncols; c++) free(offsets[c]);
+    free(offsets);
+    if (!cols) goto done;
     result = Py_BuildValue("(nOOnn)", (Py_ssize_t)o->n, cols, errors, (Py_ssize_t)total, (Py_ssize_t)other);
     Py_DECREF(cols);
 done:
@@ -1099,4 +1112,7 @@ static PyMethodDef METHODS[] = {
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_iplogcore", NULL, -1, METHODS};
 
-PyMODINIT_FUNC PyInit__iplogcore(void) { return PyModule_Create(&MODULE); }
+PyMODINIT_FUNC PyInit__iplogcore(void) {
+    if (PyType_Ready(&BufferType) < 0) return NULL;
+    return PyModule_Create(&MODULE);
+}

@@ -174,8 +174,12 @@ def _merge_parts(parts: list[tuple[dict, int]]) -> dict:
             out[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, pa.large_string()))
         elif kind == Col.F64:
             out[name] = np.concatenate(pieces)
-        else:
-            out[name] = pd.concat([pd.Series(p) for p in pieces], ignore_index=True).array
+        elif kind == Col.BOOL:
+            out[name] = pd.arrays.BooleanArray(np.concatenate([p._data for p in pieces]),
+                                               np.concatenate([p._mask for p in pieces]))
+        else:   # masked integers: join values and masks directly (no Series, no per-piece copies)
+            out[name] = pd.arrays.IntegerArray(np.concatenate([p._data for p in pieces]),
+                                               np.concatenate([p._mask for p in pieces]))
     return out
 
 
@@ -376,13 +380,13 @@ def _finish(arrays: dict, nrows: int, file_col, boot: float | None, report: Pars
     has_out = np.asarray(out_dev.fillna("") != "", dtype=bool)
     chain = _labels([None, "OUTPUT", "INPUT", "FORWARD"], has_in.astype(np.int8) * 2 + has_out)
     spt, dpt = col("spt"), col("dpt")
-    frame = pd.DataFrame({
+    columns = {
         "ts": ts,
         "source": _labels([SOURCE], np.zeros(nrows, np.int8)),
         "kind": kind,
         "family": col("family"),
         "saddr": _compressed(col("src")), "sport": spt, "daddr": _compressed(col("dst")), "dport": dpt,
-    })
+    }
     extra = {"prefix": col("prefix"), "chain": chain, "host": col("host"),
              "tcp_flags": _flags_text(bits), "file": file_col, "lineno": col("lineno"),
              "envelope": col("envelope"), "uptime": uptime, "level": col("level")}
@@ -393,10 +397,11 @@ def _finish(arrays: dict, nrows: int, file_col, boot: float | None, report: Pars
         if all_columns or name in arrays:
             extra[name] = col(name)
     for name, dtype in DTYPES.items():   # schema columns this source never fills: typed nulls, fast
-        if name not in frame.columns:
-            frame[name] = _null_array(_COL_OF_DTYPE[dtype], nrows)
-    for name, values in extra.items():
-        frame[name] = values
+        if name not in columns:
+            columns[name] = _null_array(_COL_OF_DTYPE[dtype], nrows)
+    columns.update(extra)
+    # One constructor call over the finished arrays: no per-column insert copies.
+    frame = pd.DataFrame(columns, copy=False)
     dtypes = {name: (PANDAS_DTYPE[ALL_COLUMNS[name]] if name in ALL_COLUMNS else "string")
               for name in extra if name not in DTYPES}
     dtypes["uptime"] = "float64"
