@@ -89,8 +89,14 @@ HINTS: dict[Cause, str] = {
 
 EVIDENCE_KEYS = ("kind", "direction", "origin", "reason", "state", "old_state", "trigger",
                  "ct_state", "ct_lookup", "ct_event", "delivered", "error", "timer")
-# Evidence key -> frame column it is read from, when the names differ.
-EVIDENCE_COLUMNS: dict[str, str] = {key: key for key in EVIDENCE_KEYS} | {"trigger": "trigger_flags"}
+# Evidence key -> the frame columns it may be read from, first present wins (live events call
+# the socket error `err`).
+EVIDENCE_COLUMNS: dict[str, tuple[str, ...]] = {key: (key,) for key in EVIDENCE_KEYS} | {
+    "trigger": ("trigger_flags",), "error": ("error", "err")}
+
+
+def _evidence_column(frame, key: str) -> str | None:
+    return next((c for c in EVIDENCE_COLUMNS[key] if c in frame.columns), None)
 
 
 def any_of(*values: str | None) -> frozenset:
@@ -275,13 +281,14 @@ def diagnose_frame(frame):
         out["explanation"] = pd.Series([], dtype="string", index=frame.index)
         return out
     # one integer per row naming its evidence combination; the table runs once per combination
-    present = [EVIDENCE_COLUMNS[key] for key in EVIDENCE_KEYS if EVIDENCE_COLUMNS[key] in frame.columns]
+    source = {key: _evidence_column(frame, key) for key in EVIDENCE_KEYS}
+    present = [column for column in source.values() if column is not None]
     if present:
         codes, first = factorize_rows([frame[c] for c in present])
     else:
         codes, first = np.zeros(len(frame), dtype=np.int64), np.array([0])
-    combos = [{key: _plain(frame[EVIDENCE_COLUMNS[key]].iloc[row]) if EVIDENCE_COLUMNS[key] in frame.columns
-               else None for key in EVIDENCE_KEYS} for row in first]
+    combos = [{key: _plain(frame[column].iloc[row]) if column is not None else None
+               for key, column in source.items()} for row in first]
     cause_of = np.empty(len(combos), dtype=object)
     explanation_of = np.empty(len(combos), dtype=object)
     for i, raw in enumerate(combos):

@@ -11,7 +11,7 @@ from tcpwatch.live.filters import Filters
 from tcpwatch.live.pipeline import Enrichment, enriched
 from tcpwatch.scenarios import CLIENT_COMM, SERVER_COMM, linger_zero, refused, unread_data
 from tcpwatch.scenarios.causes import (REJECT_PORT, firewall_reject, keepalive_timeout, late_after_close,
-                                       unsolicited_synack)
+                                       retransmit_timeout, unsolicited_synack)
 
 pytestmark = pytest.mark.live
 
@@ -20,7 +20,7 @@ def diagnosed(lab, play):
     filters = Filters.parse(netns=[lab.client.name, lab.server.name])
     stage = Enrichment(watch_netns=filters.netns)
     stage.before_start()   # caches and firewall counters before the traffic, as `tcpwatch resets` does
-    with Capture(filters, groups=("resets", "netdev")) as cap:
+    with Capture(filters, groups=("resets", "netdev", "giveup")) as cap:
         played = play(lab)
         frames = list(enriched(cap.batches(1.0, idle_ticks=True), stage))
     assert cap.stats.lost == 0
@@ -93,3 +93,18 @@ def test_keepalive_timeout(lab):
     assert (sent["cause"], sent["state"], sent["sport"]) == ("keepalive-timeout", "ESTABLISHED", played.client_port)
     # fired from the keepalive timer, in softirq: never the interrupted task's name
     assert pd.isna(sent["comm"]) or sent["comm"] == CLIENT_COMM
+
+    # the close that follows the keepalive RST is that reset's aftermath, not a second story
+    assert not ((frame["kind"] == "state-change") & (frame["sport"] == played.client_port)).any()
+
+
+def test_retransmit_timeout(lab):
+    played, frame = diagnosed(lab, retransmit_timeout)
+    gave_up = only(frame, kind="state-change", netns=lab.client.inode)
+    assert (gave_up["cause"], gave_up["err"], gave_up["old_state"]) == ("retransmit-timeout", 110, "ESTABLISHED")
+    assert gave_up["origin"] == "tcp-stack"
+    assert (gave_up["sport"], gave_up["dport"]) == (played.client_port, played.server_port)
+    assert gave_up["comm"] == CLIENT_COMM   # closed from the retransmit timer: named from the owner map
+    # giving up sent no RST (later, the server's own close meets a client with no socket: that
+    # RST is another event, after this one)
+    assert not ((frame["kind"] == "reset-sent") & (frame["ts"] <= gave_up["ts"])).any()

@@ -31,7 +31,7 @@ def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_js
     from ..live.session import Outputs, run
 
     filters = Filters.parse(ports, hosts, netns, direction)
-    groups = ("resets",) if no_netdev else ("resets", "netdev")
+    groups = ("resets", "giveup") if no_netdev else ("resets", "netdev", "giveup")
     if count:
         from ..live.counting import run_count_command
 

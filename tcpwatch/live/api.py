@@ -14,7 +14,7 @@ def _capture(port=(), host=(), netns=(), direction=None, buffer_mb=32, transport
     as_seq = lambda v: (v,) if isinstance(v, (int, str)) else tuple(v or ())  # noqa: E731
     filters = Filters.parse(as_seq(port), as_seq(host), as_seq(netns), direction)
     return Capture(filters, buffer_mb=buffer_mb, transport=transport,
-                   groups=("resets", "netdev") if netdev else ("resets",))
+                   groups=("resets", "netdev", "giveup") if netdev else ("resets", "giveup"))
 
 
 def _final_batches(cap: Capture, duration: float | None, conntrack: bool) -> Iterator:

@@ -76,8 +76,9 @@ class OriginPairing:
         pairs = len(paired_wire)
 
         out = rows.copy()
+        # a close the kernel decided (a timeout) was made by the TCP stack too
         origin = np.where(out["kind"] == "reset-received", "remote",
-                          np.where(out["kind"] == "reset-sent", "tcp-stack", None)).astype(object)
+                          np.where(out["kind"].isin(["reset-sent", "state-change"]), "tcp-stack", None)).astype(object)
         out_wire = wire.copy()
         out_wire[paired_wire] = False
         origin[out_wire & (out["kind"] == "wire-out").to_numpy()] = "netfilter"

@@ -49,6 +49,29 @@ class RuleCounters:
         return frame
 
 
+class Aftermath:
+    """Drops the close that follows a reset the kernel itself sent for the same socket (a
+    keepalive timeout sends its RST, then closes with ETIMEDOUT): the reset already tells it."""
+
+    def __init__(self, horizon: float = 2.0):
+        self.horizon = horizon
+        self._recent: dict[int, float] = {}     # socket address -> time of its last reset sent
+
+    def fold(self, frame):
+        sent = frame[(frame["kind"] == "reset-sent") & frame["sk"].notna()]
+        self._recent.update(zip(sent["sk"].tolist(), sent["ts"].tolist()))
+        closes = (frame["kind"] == "state-change") & frame["sk"].notna()
+        if closes.any():
+            ts = frame.loc[closes, "ts"].tolist()
+            sks = frame.loc[closes, "sk"].tolist()
+            after_reset = [0 <= t - self._recent.get(sk, -1e18) <= self.horizon for sk, t in zip(sks, ts)]
+            frame = frame.drop(index=frame.index[closes][after_reset])
+        if len(self._recent) > 1000:    # keep only resets a later close could still follow
+            newest = max(self._recent.values())
+            self._recent = {sk: t for sk, t in self._recent.items() if newest - t <= self.horizon}
+        return frame
+
+
 class Enrichment(Stage):
     """The `resets` stage: two lines per reset, the cause under what happened."""
 
@@ -56,6 +79,7 @@ class Enrichment(Stage):
 
     def __init__(self, conntrack: bool = True, watch_netns: Iterable[int] = ()):
         self.pairing = OriginPairing()
+        self.aftermath = Aftermath()
         self.conntrack = conntrack
         self.watch_netns = list(watch_netns)
         self.rules = None
@@ -85,6 +109,9 @@ class Enrichment(Stage):
 
         if self.rules is None:      # used without a run loop: start now
             self.before_start()
+        frame = self.aftermath.fold(frame)
+        if frame.empty:
+            return None
         frame = self.rules.name(frame)
         if self.caches is not None:
             from ..conntrack import enrich

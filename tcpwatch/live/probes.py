@@ -43,6 +43,8 @@ PROBES: tuple[Probe, ...] = (
     Probe("retrans", "tcp", "tcp_retransmit_skb", "tw_retransmit_skb"),
     Probe("retrans", "tcp", "tcp_retransmit_synack", "tw_retransmit_synack"),
     Probe("lifecycle", "sock", "inet_sock_set_state", "tw_state_change"),
+    # for `resets`: only the closes the kernel decided on (timeouts), which send no RST
+    Probe("giveup", "sock", "inet_sock_set_state", "tw_giveup"),
 )
 
 # group -> BPF source file in bpf/, appended to bpf/tcpwatch.bpf.c when the group is wanted
@@ -52,6 +54,7 @@ GROUP_SOURCES: dict[str, str] = {
     "owner": "owner.bpf.c",
     "retrans": "retrans.bpf.c",
     "lifecycle": "lifecycle.bpf.c",
+    "giveup": "giveup.bpf.c",
     "count": "count.bpf.c",
 }
 

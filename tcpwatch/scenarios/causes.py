@@ -17,6 +17,7 @@ REJECT_PORT = 8090
 SYNACK_PORT = 8091
 LATE_PORT = 8092
 KEEPALIVE_PORT = 8093
+RETRANSMIT_PORT = 8094
 REJECT_RULE = ("-A", "INPUT", "-p", "tcp", "--dport", str(REJECT_PORT), "-j", "REJECT", "--reject-with", "tcp-reset")
 # A stateful ruleset: what turns a late reset into an INVALID drop
 STATEFUL = (("-A", "INPUT", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
@@ -73,6 +74,8 @@ def _client(addr: str, port: int, connected, go, mode: str, result) -> None:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+    if mode == "user-timeout":
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1500)   # give up after 1.5 s
     result.value = s.getsockname()[1]
     connected.set()
     go.wait(10)
@@ -82,6 +85,13 @@ def _client(addr: str, port: int, connected, go, mode: str, result) -> None:
         s.settimeout(8)
         try:
             s.recv(1)           # returns when keepalive gives up: ETIMEDOUT
+        except OSError:
+            pass
+    elif mode == "user-timeout":
+        s.settimeout(8)
+        try:
+            s.sendall(b"x" * 1000)   # never acknowledged: retransmitted until the timeout
+            s.recv(1)                # fails with ETIMEDOUT when the kernel gives up
         except OSError:
             pass
     s.close()
@@ -129,21 +139,36 @@ def late_after_close(lab: Lab) -> Played:
             lab.server.run("iptables", "-D", *rule[1:], check=False)
 
 
-def keepalive_timeout(lab: Lab) -> Played:
-    """The server vanishes (its namespace drops everything): the client's keepalive probes go
-    unanswered and its kernel resets the connection (about 3 s: idle 1 s, 2 probes 1 s apart)."""
-    drops = (("-I", "INPUT", "-p", "tcp", "--dport", str(KEEPALIVE_PORT), "-j", "DROP"),
-             ("-I", "OUTPUT", "-p", "tcp", "--sport", str(KEEPALIVE_PORT), "-j", "DROP"))
+def _vanish_server(port: int):
+    """iptables rules that make the server silent on port: nothing in, nothing out."""
+    return (("-I", "INPUT", "-p", "tcp", "--dport", str(port), "-j", "DROP"),
+            ("-I", "OUTPUT", "-p", "tcp", "--sport", str(port), "-j", "DROP"))
+
+
+def _with_vanished_server(lab: Lab, port: int, mode: str) -> Played:
+    drops = _vanish_server(port)
 
     def vanish(lab: Lab, _client_port: int) -> None:
         for rule in drops:
             lab.server.run("iptables", *rule)
 
     try:
-        return _connected_pair(lab, KEEPALIVE_PORT, "keepalive", vanish)
+        return _connected_pair(lab, port, mode, vanish)
     finally:
         for rule in drops:
             lab.server.run("iptables", "-D", *rule[1:], check=False)
+
+
+def retransmit_timeout(lab: Lab) -> Played:
+    """The server vanishes while the client sends: its data is retransmitted until
+    TCP_USER_TIMEOUT (1.5 s) runs out and the kernel closes the socket with ETIMEDOUT. No RST."""
+    return _with_vanished_server(lab, RETRANSMIT_PORT, "user-timeout")
+
+
+def keepalive_timeout(lab: Lab) -> Played:
+    """The server vanishes (its namespace drops everything): the client's keepalive probes go
+    unanswered and its kernel resets the connection (about 3 s: idle 1 s, 2 probes 1 s apart)."""
+    return _with_vanished_server(lab, KEEPALIVE_PORT, "keepalive")
 
 
 SCENARIOS: list[Scenario] = [
@@ -151,4 +176,5 @@ SCENARIOS: list[Scenario] = [
     Scenario("unsolicited-synack", "a SYN/ACK nobody asked for", unsolicited_synack),
     Scenario("late-after-close", "a RST after the server's conntrack forgot the connection", late_after_close),
     Scenario("keepalive-timeout", "keepalive finds the peer gone", keepalive_timeout),
+    Scenario("retransmit-timeout", "data never acknowledged: the kernel gives up (no RST)", retransmit_timeout),
 ]
