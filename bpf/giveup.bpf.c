@@ -23,18 +23,8 @@ int tw_giveup(struct tp_inet_sock_set_state *args)
         return 0;
 
     struct tw_event e = {};
-    e.kind = TW_KIND_STATE_CHANGE;
-    TW_ADDRS(inet_sock_set_state, args, &e, 0);
-    e.netns = tw_sk_netns(sk);
-    if (!tw_keep(&e))
+    if (!tw_state_event(args, sk, &e))
         return 0;
-    e.ts_ns = bpf_ktime_get_ns();
-    e.skaddr = (__u64)sk;
-    e.err = err;
-    e.oldstate = TPF(inet_sock_set_state, oldstate, args);
-    e.state = 7;
-    e.flags |= TW_F_HAS_STATE;
-    e.cookie = tw_sk_cookie(sk);
     tw_owner(&e, sk);
     tw_submit(args, &e);
     return 0;

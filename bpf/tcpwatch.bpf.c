@@ -238,6 +238,28 @@ static __always_inline void tw_flow_of(const struct tw_event *e, struct tw_flow 
 }
 #endif
 
+#if TP_inet_sock_set_state_PRESENT
+/* A state-change event for sk (groups lifecycle and giveup): 0 when the filters drop it. */
+static __always_inline int tw_state_event(struct tp_inet_sock_set_state *args, const void *sk,
+                                          struct tw_event *e)
+{
+    e->kind = TW_KIND_STATE_CHANGE;
+    TW_ADDRS(inet_sock_set_state, args, e, 0);
+    e->netns = tw_sk_netns(sk);
+    if (!tw_keep(e))
+        return 0;
+    e->ts_ns = bpf_ktime_get_ns();
+    e->skaddr = (__u64)sk;
+    e->oldstate = TPF(inet_sock_set_state, oldstate, args);
+    e->state = TPF(inet_sock_set_state, newstate, args);
+    e->flags |= TW_F_HAS_STATE;
+    if (sk && OFF_SK_ERR >= 0)
+        bpf_probe_read_kernel(&e->err, sizeof(e->err), (const char *)sk + OFF_SK_ERR);
+    e->cookie = tw_sk_cookie(sk);
+    return 1;
+}
+#endif
+
 int tw_softirq_entry(void *ctx)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);

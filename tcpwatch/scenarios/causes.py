@@ -10,7 +10,7 @@ import struct
 import time
 
 from ..lab import Lab
-from .base import CLIENT_COMM, SERVER_COMM, Played, Scenario, set_comm
+from .base import CLIENT_COMM, Played, Scenario, accept_one, set_comm
 from .resets import _refused_client
 
 REJECT_PORT = 8090
@@ -54,13 +54,7 @@ def unsolicited_synack(lab: Lab) -> Played:
 
 
 def _hold_server(addr: str, port: int, ready, done) -> None:
-    set_comm(SERVER_COMM)
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(4)
-    ready.set()
-    conn, _ = s.accept()
+    s, conn = accept_one(addr, port, 4, ready)
     done.wait(15)
     conn.close()
     s.close()

@@ -10,7 +10,7 @@ import struct
 import time
 
 from ..lab import Host, Lab
-from .base import CLIENT_COMM, SERVER_COMM, Played, Scenario, set_comm
+from .base import CLIENT_COMM, Played, Scenario, accept_one, set_comm
 from .resets import _connect
 
 DROP_PORT = 8101
@@ -43,13 +43,7 @@ class _Dropping:
 def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
     """Accept one connection; then hold it (until done), read it to EOF and close, or wait
     for the peer's RST."""
-    set_comm(SERVER_COMM)
-    s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(8)
-    ready.set()
-    conn, _ = s.accept()
+    s, conn = accept_one(addr, port, family, ready)
     conn.settimeout(8)
     try:
         if mode == "hold":

@@ -8,7 +8,7 @@ import struct
 import time
 
 from ..lab import Lab
-from .base import CLIENT_COMM, SERVER_COMM, Played, Scenario, set_comm
+from .base import CLIENT_COMM, Played, Scenario, accept_one, set_comm
 
 CLOSED_PORT = 9  # nothing listens there in a fresh namespace
 
@@ -48,13 +48,7 @@ def refused(lab: Lab, family: int = 4) -> Played:
 
 
 def _server(addr: str, port: int, family: int, ready, done, mode: str) -> None:
-    set_comm(SERVER_COMM)
-    s = socket.socket(socket.AF_INET if family == 4 else socket.AF_INET6, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((addr, port))
-    s.listen(8)
-    ready.set()
-    conn, _ = s.accept()
+    s, conn = accept_one(addr, port, family, ready)
     if mode == "unread":
         done.wait(5)            # the client's bytes are queued, unread
         conn.close()            # close with unread data: the kernel aborts with RST
