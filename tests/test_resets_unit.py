@@ -4,7 +4,6 @@ tracepoint structs (compiled and run with gcc), filters, the event header, decod
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import socket
 import struct
 import subprocess
@@ -16,12 +15,11 @@ import pytest
 from tcpwatch.errors import UsageProblem
 from tcpwatch.live.decode import Names, decode
 from tcpwatch.live.filters import Filters, lpm_key
-from tcpwatch.live.header import HEADER, constants, event_dtype, kind_names
-from tcpwatch.live.program import tracepoint_struct
+from tcpwatch.live.header import constants, event_dtype, kind_names
 from tcpwatch.live.tracefs import parse_format
+from tp_harness import BPF_DIR, read_record
 
 FORMATS = Path(__file__).parent / "fixtures" / "formats"
-BPF_DIR = Path(HEADER).parent
 
 
 def fmt(kernel: str, name: str):
@@ -49,44 +47,8 @@ def test_old_layout_fields_and_no_reason():
     assert f.names_for("family") == {2: "AF_INET", 10: "AF_INET6"}
 
 
-HARNESS = r"""
-#include <arpa/inet.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-typedef uint8_t __u8; typedef int8_t __s8; typedef uint16_t __u16; typedef int16_t __s16;
-typedef uint32_t __u32; typedef int32_t __s32; typedef uint64_t __u64; typedef int64_t __s64;
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-#define bpf_probe_read_kernel(d, n, s) memcpy((d), (s), (n))
-#define bpf_htonl htonl
-#define bpf_ntohs ntohs
-#include "tcpwatch.h"
-%(struct)s
-#include "tcpwatch_tp.h"
-int main(void) {
-    unsigned char rec[256] = {0};
-    struct tw_event e;
-    memset(&e, 0, sizeof e);
-    if (fread(rec, 1, sizeof rec, stdin) == 0) return 1;
-    TW_ADDRS(tcp_send_reset, (struct tp_tcp_send_reset *)rec, &e, %(swap)d);
-    fwrite(&e, sizeof e, 1, stdout);
-    return 0;
-}
-"""
-
-
 def run_harness(tmp_path, f, record: bytes, swap: int = 0):
-    if not shutil.which("gcc"):
-        pytest.skip("gcc missing")
-    src = tmp_path / "h.c"
-    src.write_text(HARNESS % {"struct": tracepoint_struct(f), "swap": swap})
-    exe = tmp_path / "h"
-    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-Wno-unused-function", f"-I{BPF_DIR}", "-o", str(exe),
-                    str(src)], check=True, capture_output=True)
-    out = subprocess.run([str(exe)], input=record, capture_output=True, check=True).stdout
-    return np.frombuffer(out, dtype=event_dtype())[0]
+    return read_record(tmp_path, f, record, f"TW_ADDRS(tcp_send_reset, a, &e, {swap});")
 
 
 def put(buf: bytearray, f, name: str, data: bytes):

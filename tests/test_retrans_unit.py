@@ -3,58 +3,29 @@ retransmit kind from TCP flags, the new columns of a decoded batch."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tcpwatch.live.decode import Names, decode, retransmit_kind
-from tcpwatch.live.header import HEADER, constants, event_dtype
-from tcpwatch.live.program import tracepoint_struct
+from tcpwatch.live.header import constants, event_dtype
 from tcpwatch.live.tracefs import parse_format
+from tp_harness import read_record
 
 FORMATS = Path(__file__).parent / "fixtures" / "formats"
-BPF_DIR = Path(HEADER).parent
 
-HARNESS = r"""
-#include <arpa/inet.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <string.h>
-typedef uint8_t __u8; typedef int8_t __s8; typedef uint16_t __u16; typedef int16_t __s16;
-typedef uint32_t __u32; typedef int32_t __s32; typedef uint64_t __u64; typedef int64_t __s64;
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-#define bpf_probe_read_kernel(d, n, s) memcpy((d), (s), (n))
-#define bpf_htonl htonl
-#define bpf_ntohs ntohs
-#include "tcpwatch.h"
-%(struct)s
-#include "tcpwatch_tp.h"
-int main(void) {
-    unsigned char rec[256] = {0};
-    struct tw_event e;
-    memset(&e, 0, sizeof e);
-    if (fread(rec, 1, sizeof rec, stdin) == 0) return 1;
-    struct tp_tcp_retransmit_skb *a = (struct tp_tcp_retransmit_skb *)rec;
+READ_RETRANSMIT = """
     TW_ADDRS(tcp_retransmit_skb, a, &e, 0);
     e.state = TPH(tcp_retransmit_skb, state) ? TPF(tcp_retransmit_skb, state, a) : 99;
     e.err = (__u32)TPF(tcp_retransmit_skb, err, a);
-    fwrite(&e, sizeof e, 1, stdout);
-    return 0;
-}
 """
 
 
 @pytest.mark.parametrize("kernel", ["6.18", "6.1", "4.15"])
 def test_every_retransmit_layout_reads(tmp_path, kernel):
-    if not shutil.which("gcc"):
-        pytest.skip("gcc missing")
     f = parse_format((FORMATS / kernel / "tcp_retransmit_skb").read_text())
     rec = bytearray(f.size)
 
@@ -71,12 +42,7 @@ def test_every_retransmit_layout_reads(tmp_path, kernel):
     put("daddr_v6", socket.inet_pton(socket.AF_INET6, "::ffff:198.18.0.2"))
     put("state", struct.pack("<i", 1))
     put("err", struct.pack("<i", -16))
-    src = tmp_path / "h.c"
-    src.write_text(HARNESS % {"struct": tracepoint_struct(f)})
-    subprocess.run(["gcc", "-O1", "-Wall", "-Werror", "-Wno-unused-function", f"-I{BPF_DIR}", "-o",
-                    str(tmp_path / "h"), str(src)], check=True, capture_output=True)
-    out = subprocess.run([str(tmp_path / "h")], input=bytes(rec), capture_output=True, check=True).stdout
-    e = np.frombuffer(out, dtype=event_dtype())[0]
+    e = read_record(tmp_path, f, bytes(rec), READ_RETRANSMIT)
     assert (e["family"], bytes(e["saddr"][:4]), bytes(e["daddr"][:4])) == (
         4, socket.inet_aton("198.18.0.1"), socket.inet_aton("198.18.0.2"))
     assert (e["sport"], e["dport"]) == (40000, 8101)
