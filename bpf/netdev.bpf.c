@@ -28,15 +28,8 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
     if (!tw_keep(&e))
         return;
     e.ts_ns = bpf_ktime_get_ns();
-    if (kind == TW_KIND_WIRE_OUT) {
-        struct tw_flow flow = {};
-        tw_flow_of(&e, &flow);
-        __u64 *reported = tw_stack_rst.lookup(&flow);
-        if (reported && e.ts_ns - *reported < TW_PAIR_NS) {
-            tw_stack_rst.delete(&flow);
-            return;  /* the stack's own reset, already reported */
-        }
-    }
+    if (kind == TW_KIND_WIRE_OUT && tw_stack_rst_seen(&e))
+        return;  /* the stack's own reset, already reported */
     e.seq = p.seq;
     e.tcpflags = p.flags;
     if (dev && OFF_DEV_IFINDEX >= 0)

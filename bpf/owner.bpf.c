@@ -49,18 +49,22 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
     __u64 sk = (__u64)TPF(inet_sock_set_state, skaddr, args);
     int oldstate = TPF(inet_sock_set_state, oldstate, args);
     int newstate = TPF(inet_sock_set_state, newstate, args);
+    /* The listener key (a netns read: three memory loads) only where a listener is involved. */
     struct tw_listen_key lkey = {};
-    lkey.netns = tw_sk_netns((const void *)sk);
-    lkey.port = TPF(inet_sock_set_state, sport, args);
+    int listener = newstate == TW_TCP_LISTEN || oldstate == TW_TCP_LISTEN;
 
     if (!tw_in_softirq()) {
         struct tw_listener l = {};
         tw_current_owner(&l.owner);
         tw_owners.update(&sk, &l.owner);
+        if (!listener)
+            return 0;
+        lkey.netns = tw_sk_netns((const void *)sk);
+        lkey.port = TPF(inet_sock_set_state, sport, args);
         if (newstate == TW_TCP_LISTEN) {
             l.sk = sk;
             tw_listeners.update(&lkey, &l);
-        } else if (oldstate == TW_TCP_LISTEN && newstate == TW_TCP_CLOSE) {
+        } else if (newstate == TW_TCP_CLOSE) {
             struct tw_listener *was = tw_listeners.lookup(&lkey);
             if (was && was->sk == sk)
                 tw_listeners.delete(&lkey);
@@ -68,6 +72,8 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
         return 0;
     }
     if (newstate == TW_TCP_SYN_RECV || newstate == TW_TCP_ESTABLISHED) {
+        lkey.netns = tw_sk_netns((const void *)sk);
+        lkey.port = TPF(inet_sock_set_state, sport, args);
         struct tw_listener *l = tw_listeners.lookup(&lkey);
         if (l && !tw_owners.lookup(&sk))
             tw_owners.update(&sk, &l->owner);

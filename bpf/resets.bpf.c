@@ -41,9 +41,7 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
     else
         e.flags |= TW_F_SOFTIRQ;  /* no socket: the reply to a stray packet, sent from softirq */
 #if TW_WANT_NETDEV
-    struct tw_flow flow = {};
-    tw_flow_of(&e, &flow);
-    tw_stack_rst.update(&flow, &e.ts_ns);
+    tw_stack_rst_sent(&e);
 #endif
     tw_submit(args, &e);
     return 0;

@@ -214,10 +214,12 @@ static __always_inline void tw_submit(void *ctx, struct tw_event *e)
 }
 
 #if TW_WANT_NETDEV
-/* RSTs the stack has reported, waiting for their packet on a device (group "netdev"). When the
- * stack's event comes first (a reset with no socket is traced before it is sent), the device's
- * copy is dropped here rather than paired in userspace: a flood of refusals costs one event each.
- * When the packet comes first (an active reset is traced after it is sent) userspace pairs them. */
+/* The RST the stack reported last on this CPU, waiting for its packet on a device (group
+ * "netdev"). A reset with no socket is traced just before it is sent, and the send runs on
+ * the same CPU with bottom halves off, so one slot per CPU pairs them: the device's copy is
+ * dropped here rather than paired in userspace, and a flood of refusals costs one event each
+ * (a per-CPU slot, not a hash map: no lock, no hashing on the hot path). An active reset is
+ * traced after its packet is sent; those pairs, and any the slot misses, userspace pairs. */
 struct tw_flow {
     __u32 netns;
     __u16 sport;
@@ -225,7 +227,11 @@ struct tw_flow {
     __u8 saddr[16];
     __u8 daddr[16];
 };
-BPF_TABLE("lru_hash", struct tw_flow, __u64, tw_stack_rst, 8192);
+struct tw_pending_rst {
+    struct tw_flow flow;
+    __u64 ts_ns;
+};
+BPF_PERCPU_ARRAY(tw_stack_rst, struct tw_pending_rst, 1);
 #define TW_PAIR_NS (100ULL * 1000 * 1000)
 
 static __always_inline void tw_flow_of(const struct tw_event *e, struct tw_flow *f)
@@ -236,6 +242,40 @@ static __always_inline void tw_flow_of(const struct tw_event *e, struct tw_flow 
     __builtin_memcpy(f->saddr, e->saddr, 16);
     __builtin_memcpy(f->daddr, e->daddr, 16);
 }
+
+static __always_inline void tw_stack_rst_sent(const struct tw_event *e)
+{
+    __u32 zero = 0;
+    struct tw_pending_rst *slot = tw_stack_rst.lookup(&zero);
+    if (slot) {
+        tw_flow_of(e, &slot->flow);
+        slot->ts_ns = e->ts_ns;
+    }
+}
+
+static __always_inline int tw_flow_is(const struct tw_event *e, const struct tw_flow *f)
+{
+    struct tw_flow mine = {};
+    tw_flow_of(e, &mine);
+    const __u64 *a = (const __u64 *)&mine, *b = (const __u64 *)f;
+#pragma unroll
+    for (int i = 0; i < sizeof(mine) / 8; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* 1 when the device's RST e is the one the stack just reported on this CPU (slot cleared). */
+static __always_inline int tw_stack_rst_seen(const struct tw_event *e)
+{
+    __u32 zero = 0;
+    struct tw_pending_rst *slot = tw_stack_rst.lookup(&zero);
+    if (!slot || !slot->ts_ns || e->ts_ns - slot->ts_ns >= TW_PAIR_NS || !tw_flow_is(e, &slot->flow))
+        return 0;
+    slot->ts_ns = 0;
+    return 1;
+}
+
 #endif
 
 #if TP_inet_sock_set_state_PRESENT

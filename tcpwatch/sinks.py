@@ -23,20 +23,24 @@ def format_for(path: str) -> str:
     return FORMATS[ext]
 
 
-def frame_to_jsonl(frame) -> str:
-    """JSON Lines text for a batch: nulls as null, integers as integers, floats round-trip.
+def frame_to_jsonl_bytes(frame) -> bytes:
+    """JSON Lines (UTF-8) for a batch: nulls as null, integers as integers, floats round-trip.
 
     polars encodes in Rust, about three times faster than pandas' to_json on event batches; at
     100k events a second the encoding is the largest cost of a capture."""
     if frame.empty:
-        return ""
+        return b""
     import io
 
     import polars as pl
 
     buffer = io.BytesIO()
     pl.from_pandas(frame).write_ndjson(buffer)
-    return buffer.getvalue().decode()
+    return buffer.getvalue()
+
+
+def frame_to_jsonl(frame) -> str:
+    return frame_to_jsonl_bytes(frame).decode()
 
 
 class Sink:
@@ -57,11 +61,20 @@ class JsonlSink(Sink):
     def __init__(self, stream: IO[str], summary_line: bool = True):
         self.stream = stream
         self.summary_line = summary_line
+        # The encoded bytes go straight to the stream's binary layer when it has one: decoding
+        # them to str for a text stream to encode again cost more than the encoding itself.
+        self._binary = getattr(stream, "buffer", None)
 
     def write(self, frame) -> None:
-        text = frame_to_jsonl(frame)
-        if text:
-            self.stream.write(text)
+        data = frame_to_jsonl_bytes(frame)
+        if not data:
+            return
+        if self._binary is not None:
+            self.stream.flush()     # text written before (a header) stays before
+            self._binary.write(data)
+            self._binary.flush()
+        else:
+            self.stream.write(data.decode())
             self.stream.flush()
 
     def write_summary(self, summary: dict) -> None:

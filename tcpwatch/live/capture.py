@@ -173,9 +173,12 @@ class Capture:
 
     def _poll(self, timeout_ms: int) -> None:
         if self._ring is not None:
-            if not self._ring.read(self._raw) and timeout_ms:
-                self._ring.wait(timeout_ms / 1000)
-                self._ring.read(self._raw)
+            # The ring is read on a timer, never record by record: each read that empties it
+            # makes the kernel's next submission raise a wakeup (an interrupt on the traced
+            # CPU), and a reader spinning on a flood paid that, and its own CPU, per few events.
+            if timeout_ms:
+                self._stop.wait(timeout_ms / 1000)
+            self._ring.read(self._raw)
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
 
@@ -204,7 +207,9 @@ class Capture:
             remaining = None if deadline is None else deadline - now
             if self._stop.is_set() or (remaining is not None and remaining <= 0):
                 break
-            wait = self.flush_interval if remaining is None else min(self.flush_interval, remaining)
+            wait = max(0.0, last_flush + self.flush_interval - now)
+            if remaining is not None:
+                wait = min(wait, remaining)
             self._poll(max(1, int(wait * 1000)))
             now = time.monotonic()
             if self._raw and self.stats.first_event_after is None:

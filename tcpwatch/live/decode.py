@@ -45,6 +45,16 @@ def _format_address(key: bytes) -> str:
     return str(ipaddress.IPv6Address(key[1:17]))
 
 
+def _strings(names: list, codes, valid=None):
+    """A pandas string array of names[codes] (null where not valid or where the name is None),
+    built by Arrow from the distinct names: no Python object per row."""
+    import pandas as pd
+    import pyarrow as pa
+
+    index = pa.array(codes.astype("int32", copy=False), mask=None if valid is None else ~valid)
+    return pd.arrays.ArrowStringArray(pa.array(names, type=pa.large_string()).take(index))
+
+
 def _addresses(family, raw):
     """(family, text) per row; a v4-mapped IPv6 address shows as IPv4, as the wire carried it."""
     import numpy as np
@@ -59,40 +69,37 @@ def _addresses(family, raw):
         keys[mapped, 1:5] = raw[mapped, 12:16]
     keys[fam == 4, 5:] = 0
     codes, uniques = pd.factorize(keys.view("V17").ravel())
-    text = np.array([_format_address(bytes(k)) for k in uniques], dtype=object)
-    return fam, text[codes]
+    return fam, _strings([_format_address(bytes(k)) for k in uniques], codes)
+
+
+def _small_codes(values, name_of) -> tuple[list, object]:
+    """(names, codes) for small non-negative integer codes: a table indexed by the value itself."""
+    import numpy as np
+    import pandas as pd
+
+    top = int(values.max()) if len(values) else 0
+    if top < 4096:
+        return [name_of(i) for i in range(top + 1)], values
+    codes, uniques = pd.factorize(values)
+    return [name_of(int(u)) for u in uniques], np.asarray(codes)
 
 
 def _lookup(values, table: dict[int, str], valid):
     """Names for small integer codes, null where not valid or unknown."""
-    import numpy as np
-    import pandas as pd
-
-    codes, uniques = pd.factorize(values)
-    names = np.array([table.get(int(u)) for u in uniques] + [None], dtype=object)
-    out = names[codes]
-    out[~valid] = None
-    return pd.array(out, dtype="string")
+    names, codes = _small_codes(values, table.get)
+    return _strings(names, codes, valid)
 
 
 def _flags(values):
-    import numpy as np
-    import pandas as pd
-
-    codes, uniques = pd.factorize(values)
-    text = np.array([flags_text(int(u)) for u in uniques] + [None], dtype=object)
-    return pd.array(text[codes], dtype="string")
+    names, codes = _small_codes(values, flags_text)
+    return _strings(names, codes)
 
 
 def _comms(raw, valid):
-    import numpy as np
     import pandas as pd
 
     codes, uniques = pd.factorize(raw)
-    text = np.array([u.decode("utf-8", "replace") for u in uniques] + [None], dtype=object)
-    out = text[codes]
-    out[~valid] = None
-    return pd.array(out, dtype="string")
+    return _strings([u.decode("utf-8", "replace") for u in uniques], codes, valid)
 
 
 def _nullable(values, valid, dtype: str):
@@ -118,19 +125,17 @@ def _transmit_columns(rec, names: Names) -> dict:
     c = constants()
     retrans = rec["kind"] == c["TW_KIND_RETRANSMIT"]
     change = rec["kind"] == c["TW_KIND_STATE_CHANGE"]
-    codes, uniques = pd.factorize(rec["tcpflags"])
-    kinds = np.array([retransmit_kind(int(u)) for u in uniques] + [None], dtype=object)[codes]
-    kinds[~retrans] = None
+    kind_names, kind_codes = _small_codes(rec["tcpflags"], retransmit_kind)
     flags = rec["flags"]
     recorded = (flags & c["TW_F_OWNER_RECORDED"]) != 0
     task = ((flags & c["TW_F_OWNER_TASK"]) != 0) & ~recorded
-    owner_from = np.where(recorded, "recorded", np.where(task, "task", None)).astype(object)
+    owner_from = _strings(["recorded", "task"], np.where(recorded, 0, 1), recorded | task)
     return {
         "seq": _nullable(rec["seq"], retrans, "UInt32"),
-        "retransmit": pd.array(kinds, dtype="string"),
+        "retransmit": _strings(kind_names, kind_codes, retrans),
         "old_state": _lookup(rec["oldstate"], names.states, change),
         "err": _nullable(rec["err"].view("<i4"), retrans | change, "Int32"),
-        "owner_from": pd.array(owner_from, dtype="string"),
+        "owner_from": owner_from,
     }
 
 
@@ -147,12 +152,12 @@ def decode(raw: bytes, names: Names, mono_to_epoch: float):
     kinds = kind_names()
     frame = pd.DataFrame({
         "ts": rec["ts_ns"] / 1e9 + mono_to_epoch,
-        "source": pd.Categorical.from_codes(np.zeros(len(rec), dtype=np.int8), ["bpf"]).astype(str),
+        "source": _strings(["bpf"], np.zeros(len(rec), dtype=np.int32)),
         "kind": _lookup(rec["kind"], kinds, np.ones(len(rec), dtype=bool)),
         "family": fam,
-        "saddr": pd.array(saddr, dtype="string"),
+        "saddr": saddr,
         "sport": rec["sport"],
-        "daddr": pd.array(daddr, dtype="string"),
+        "daddr": daddr,
         "dport": rec["dport"],
         "state": _lookup(rec["state"], names.states, (flags & c["TW_F_HAS_STATE"]) != 0),
         "reason": _lookup(rec["reason"], names.reasons, (flags & c["TW_F_HAS_REASON"]) != 0),
