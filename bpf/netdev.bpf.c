@@ -53,3 +53,20 @@ int tw_receive_skb(struct tp_netif_receive_skb *args)
     return 0;
 }
 #endif
+
+/* Raw variants: the skb is the tracepoint's only argument (checked against BTF at start). */
+#if TW_RAW_tw_dev_queue
+int tw_dev_queue_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+    tw_wire(ctx, (const void *)ctx->args[0], TW_KIND_WIRE_OUT, 0);
+    return 0;
+}
+#endif
+
+#if TW_RAW_tw_receive_skb
+int tw_receive_skb_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+    tw_wire(ctx, (const void *)ctx->args[0], TW_KIND_WIRE_IN, 1);
+    return 0;
+}
+#endif

@@ -41,14 +41,22 @@ static __always_inline void tw_current_owner(struct tw_owner_rec *rec)
     bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
 }
 
-#if TP_inet_sock_set_state_PRESENT
-int tw_owner_state(struct tp_inet_sock_set_state *args)
+static __always_inline __u16 tw_owner_sport(__u64 sk, const void *args, int raw)
 {
-    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
-        return 0;
-    __u64 sk = (__u64)TPF(inet_sock_set_state, skaddr, args);
-    int oldstate = TPF(inet_sock_set_state, oldstate, args);
-    int newstate = TPF(inet_sock_set_state, newstate, args);
+    __u16 port = 0;
+#if TP_inet_sock_set_state_PRESENT
+    if (!raw)
+        return TPF(inet_sock_set_state, sport, (const struct tp_inet_sock_set_state *)args);
+#endif
+    if (OFF_SK_NUM >= 0)
+        bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + OFF_SK_NUM);
+    return port;
+}
+
+/* A TCP socket changed state: who owns it now. sport is read only where a listener is
+ * involved (the tracepoint's field, or the socket's own port for the raw variant). */
+static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstate, const void *args, int raw)
+{
     /* The listener key (a netns read: three memory loads) only where a listener is involved. */
     struct tw_listen_key lkey = {};
     int listener = newstate == TW_TCP_LISTEN || oldstate == TW_TCP_LISTEN;
@@ -58,9 +66,9 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
         tw_current_owner(&l.owner);
         tw_owners.update(&sk, &l.owner);
         if (!listener)
-            return 0;
+            return;
         lkey.netns = tw_sk_netns((const void *)sk);
-        lkey.port = TPF(inet_sock_set_state, sport, args);
+        lkey.port = tw_owner_sport(sk, args, raw);
         if (newstate == TW_TCP_LISTEN) {
             l.sk = sk;
             tw_listeners.update(&lkey, &l);
@@ -69,15 +77,39 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
             if (was && was->sk == sk)
                 tw_listeners.delete(&lkey);
         }
-        return 0;
+        return;
     }
     if (newstate == TW_TCP_SYN_RECV || newstate == TW_TCP_ESTABLISHED) {
         lkey.netns = tw_sk_netns((const void *)sk);
-        lkey.port = TPF(inet_sock_set_state, sport, args);
+        lkey.port = tw_owner_sport(sk, args, raw);
         struct tw_listener *l = tw_listeners.lookup(&lkey);
         if (l && !tw_owners.lookup(&sk))
             tw_owners.update(&sk, &l->owner);
     }
+}
+
+#if TP_inet_sock_set_state_PRESENT
+int tw_owner_state(struct tp_inet_sock_set_state *args)
+{
+    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
+        return 0;
+    tw_owner_changed((__u64)TPF(inet_sock_set_state, skaddr, args), TPF(inet_sock_set_state, oldstate, args),
+                     TPF(inet_sock_set_state, newstate, args), args, 0);
+    return 0;
+}
+#endif
+
+/* Raw variant: (sk, oldstate, newstate) as the kernel passes them; the protocol from the socket
+ * (one byte: the low byte of a u16, or an 8-bit field on older kernels). */
+#if TW_RAW_tw_owner_state
+int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+    __u64 sk = ctx->args[0];
+    __u8 protocol = 0;
+    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
+    if (protocol != TW_IPPROTO_TCP)
+        return 0;
+    tw_owner_changed(sk, (int)ctx->args[1], (int)ctx->args[2], 0, 1);
     return 0;
 }
 #endif
@@ -86,6 +118,15 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
 int tw_owner_destroy(struct tp_tcp_destroy_sock *args)
 {
     __u64 sk = (__u64)TPF(tcp_destroy_sock, skaddr, args);
+    tw_owners.delete(&sk);
+    return 0;
+}
+#endif
+
+#if TW_RAW_tw_owner_destroy
+int tw_owner_destroy_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+    __u64 sk = ctx->args[0];
     tw_owners.delete(&sk);
     return 0;
 }

@@ -300,18 +300,45 @@ static __always_inline int tw_state_event(struct tp_inet_sock_set_state *args, c
 }
 #endif
 
-int tw_softirq_entry(void *ctx)
+static __always_inline void tw_softirq_in(void)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
     if (depth)
         (*depth)++;
+}
+
+static __always_inline void tw_softirq_out(void)
+{
+    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
+    if (depth && *depth)
+        (*depth)--;
+}
+
+int tw_softirq_entry(void *ctx)
+{
+    tw_softirq_in();
     return 0;
 }
 
 int tw_softirq_exit(void *ctx)
 {
-    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
-    if (depth && *depth)
-        (*depth)--;
+    tw_softirq_out();
     return 0;
 }
+
+/* Raw variants (tcpwatch/live/probes.py): the tracepoints fire on every softirq. */
+#if TW_RAW_tw_softirq_entry
+int tw_softirq_entry_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+    tw_softirq_in();
+    return 0;
+}
+#endif
+
+#if TW_RAW_tw_softirq_exit
+int tw_softirq_exit_raw(struct bpf_raw_tracepoint_args *ctx)
+{
+    tw_softirq_out();
+    return 0;
+}
+#endif

@@ -22,3 +22,13 @@ def factorize_rows(columns) -> tuple:
         raise ValueError("factorize_rows needs at least one column")
     _, first = np.unique(key, return_index=True)
     return key, first
+
+
+def strings_from_codes(names: list, codes, valid=None):
+    """A pandas string array of names[codes] (null where not valid or where the name is None),
+    built by Arrow from the distinct names: no Python object per row."""
+    import pandas as pd
+    import pyarrow as pa
+
+    index = pa.array(codes.astype("int32", copy=False), mask=None if valid is None else ~valid)
+    return pd.arrays.ArrowStringArray(pa.array(names, type=pa.large_string()).take(index))

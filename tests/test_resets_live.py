@@ -244,3 +244,27 @@ def test_doctor_lists_checks():
     assert proc.returncode == 0, proc.stdout
     assert "ok      tracepoint tcp:tcp_send_reset" in proc.stdout
     assert "missing kprobes/fentry" in proc.stdout  # reported, but not required
+
+
+def test_raw_variants_and_their_fallback(lab, monkeypatch):
+    """On this kernel (BTF names every tracepoint's arguments) the per-packet, per-softirq and
+    owner probes run as raw tracepoints; refused raw variants fall back to the tracepoints, with
+    the same events either way (owner included)."""
+    import tcpwatch.live.probes as probes
+
+    def events(frame):
+        rows = frame[frame["kind"].isin(["reset-sent", "reset-received"])]
+        return sorted(zip(rows["kind"], rows["netns"], rows["state"].fillna("-"), rows["comm"].fillna("-")))
+
+    with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
+        unread_data(lab)
+        raw_frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+    assert set(cap.stats.raw) == {"irq:softirq_entry", "irq:softirq_exit", "net:net_dev_queue",
+                                  "net:netif_receive_skb", "sock:inet_sock_set_state", "tcp:tcp_destroy_sock"}
+    monkeypatch.setattr(probes, "raw_usable", lambda *_: False)
+    with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
+        unread_data(lab)
+        plain_frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+    assert cap.stats.raw == []
+    assert events(raw_frame) == events(plain_frame)
+    assert SERVER_COMM in {comm for _kind, _ns, _state, comm in events(raw_frame)}

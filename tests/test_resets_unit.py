@@ -165,3 +165,27 @@ def test_filters_parse_and_reject():
                 dict(netns=["no-such-ns-xyz"]), dict(netns=["../x"]), dict(direction="both")):
         with pytest.raises(UsageProblem):
             Filters.parse(**bad)
+
+
+def test_raw_variant_needs_matching_arguments_and_offsets():
+    from tcpwatch.live.probes import PROBES, raw_usable
+
+    state = next(p for p in PROBES if p.function == "tw_owner_state")
+    offsets = {"SK_PROTOCOL": 16, "SK_NUM": 14}
+    args = {"inet_sock_set_state": ["struct sock *", "int", "int"]}     # as read back from the JSON cache
+    assert raw_usable(state, args, offsets)
+    assert not raw_usable(state, {"inet_sock_set_state": ("struct sock *", "int")}, offsets)   # another kernel's TP_PROTO
+    assert not raw_usable(state, {"inet_sock_set_state": None}, offsets)                       # no BTF for it
+    assert not raw_usable(state, args, {**offsets, "SK_NUM": -1})                              # a field it reads is unknown
+    send = next(p for p in PROBES if p.function == "tw_send_reset")
+    assert send.raw is None and not raw_usable(send, {"tcp_send_reset": ("struct sock *",)}, offsets)
+
+
+@pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(), reason="no kernel BTF")
+def test_btf_names_tracepoint_arguments():
+    from tcpwatch.live.btf import kernel_btf
+
+    btf = kernel_btf()
+    assert btf.tracepoint_args("net_dev_queue") == ("struct sk_buff *",)
+    assert btf.tracepoint_args("inet_sock_set_state") == ("struct sock *", "int", "int")
+    assert btf.tracepoint_args("no_such_tracepoint") is None

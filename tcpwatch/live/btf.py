@@ -136,6 +136,34 @@ class BTF:
             type_id = found[1]
         return self.size_of(type_id)
 
+    def type_text(self, type_id: int) -> str:
+        """A short, qualifier-free spelling of a type: 'struct sock *', 'int', 'enum sk_rst_reason'."""
+        type_id = self.resolve(type_id)
+        if not type_id:
+            return "void"
+        kind, _kf, _vlen, name_off, target, _pos = self._types[type_id - 1]
+        if kind == PTR:
+            return self.type_text(target) + " *"
+        if kind == INT:
+            return "int"
+        prefix = {STRUCT: "struct ", UNION: "union ", ENUM: "enum ", ENUM64: "enum ", FWD: "struct "}.get(kind, "")
+        return prefix + (self._str(name_off) if name_off else "?")
+
+    def tracepoint_args(self, name: str) -> tuple[str, ...] | None:
+        """The argument types of tracepoint `name` as its raw form receives them (TP_PROTO, from
+        the kernel's btf_trace_<name> typedef, without the leading void *); None when absent."""
+        try:
+            type_id = self.resolve(self.find(TYPEDEF, f"btf_trace_{name}"))
+        except KeyError:
+            return None
+        kind, _kf, _vlen, _name, proto, _pos = self._types[type_id - 1]
+        proto = self.resolve(proto) if kind == PTR else 0
+        if not proto or self._types[proto - 1][0] != FUNC_PROTO:
+            return None
+        _kind, _kf, vlen, _name, _ret, pos = self._types[proto - 1]
+        params = [struct.unpack_from("<II", self._data, pos + 8 * i)[1] for i in range(vlen)]
+        return tuple(self.type_text(t) for t in params[1:])
+
     def enum_values(self, enum_name: str | None = None) -> dict[str, int]:
         """Name -> value for one enum, or for every enum when enum_name is None."""
         ids = [self.find(ENUM, enum_name)] if enum_name else [

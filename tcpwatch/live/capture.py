@@ -32,13 +32,14 @@ class Stats:
     lost: int = 0                   # failed submissions counted in the kernel
     missed: int | None = 0          # events our programs were skipped for (recursion guard); None: unknown
     attached: list[str] = field(default_factory=list)
+    raw: list[str] = field(default_factory=list)    # attached as raw tracepoints (cheaper per hit)
     missing: list[str] = field(default_factory=list)
     transport: str = ""
 
     def as_dict(self, stopped: float | None = None) -> dict:
         return {"captured": self.captured, "lost": self.lost, "missed": self.missed, "transport": self.transport,
                 "duration": round((stopped or time.time()) - self.started, 3),
-                "attached": self.attached, "missing_probes": self.missing}
+                "attached": self.attached, "raw_probes": self.raw, "missing_probes": self.missing}
 
 
 def _pages(buffer_mb: float) -> int:
@@ -93,7 +94,7 @@ class Capture:
         from .program import Options, build_source
         from .tracefs import read_format
 
-        from .probes import PROBES, expand, select
+        from .probes import PROBES, expand, raw_usable, select
 
         wanted = select(self.groups, self.filters.direction)
         # Every tracepoint of the wanted groups gets a struct, attached or not: a group's code
@@ -112,10 +113,11 @@ class Capture:
         facts = self._facts = kernel_facts()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
+        raw = {p.function for p in present if raw_usable(p, facts.get("tracepoint_args", {}), facts["offsets"])}
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                           filter_hosts=bool(self.filters.hosts),
-                          extra_defines={"TW_COUNT_FLOWS": self.count_flows})
+                          extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)))
         source = build_source(formats, facts["offsets"], options, expand(self.groups, self.count))
         self._names = self._symbol_names(formats, facts["enums"])
         from .program import BPF_DIR
@@ -127,12 +129,12 @@ class Capture:
                                      "run `tcpwatch doctor`") from None
         fill_maps(self._bpf, self.filters)
         for probe in present:
-            self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
+            function = self._attach(probe, probe.function in raw)
             self.stats.attached.append(probe.tracepoint)
             if probe.group != "core":
                 # softirq-depth probes are skipped in pairs when a softirq runs inside one of our
                 # programs (depth stays balanced); only skipped event probes are missed events
-                self._attached_functions.add(probe.function)
+                self._attached_functions.add(function)
         table = self._bpf[b"events"]
         if use_ringbuf:
             from .ringbuf import RingReader
@@ -145,6 +147,19 @@ class Capture:
         self.stats.started = time.time() - (time.monotonic() - t0)
         self._t0 = t0
         return self
+
+    def _attach(self, probe, raw: bool) -> str:
+        """Attach the probe's raw variant when this kernel runs it, else the tracepoint; returns
+        the function attached."""
+        if raw:
+            try:
+                self._bpf.attach_raw_tracepoint(tp=probe.name.encode(), fn_name=f"{probe.function}_raw".encode())
+                self.stats.raw.append(probe.tracepoint)
+                return f"{probe.function}_raw"
+            except Exception:   # refused at load or attach: the tracepoint does the same job
+                pass
+        self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
+        return probe.function
 
     @staticmethod
     def _symbol_names(formats, enums: dict[str, int]) -> Names:

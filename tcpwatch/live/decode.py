@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from ..codes import strings_from_codes
 from ..events import conform
 from .header import constants, event_dtype, kind_names
 
@@ -45,16 +46,6 @@ def _format_address(key: bytes) -> str:
     return str(ipaddress.IPv6Address(key[1:17]))
 
 
-def _strings(names: list, codes, valid=None):
-    """A pandas string array of names[codes] (null where not valid or where the name is None),
-    built by Arrow from the distinct names: no Python object per row."""
-    import pandas as pd
-    import pyarrow as pa
-
-    index = pa.array(codes.astype("int32", copy=False), mask=None if valid is None else ~valid)
-    return pd.arrays.ArrowStringArray(pa.array(names, type=pa.large_string()).take(index))
-
-
 def _addresses(family, raw):
     """(family, text) per row; a v4-mapped IPv6 address shows as IPv4, as the wire carried it."""
     import numpy as np
@@ -69,7 +60,7 @@ def _addresses(family, raw):
         keys[mapped, 1:5] = raw[mapped, 12:16]
     keys[fam == 4, 5:] = 0
     codes, uniques = pd.factorize(keys.view("V17").ravel())
-    return fam, _strings([_format_address(bytes(k)) for k in uniques], codes)
+    return fam, strings_from_codes([_format_address(bytes(k)) for k in uniques], codes)
 
 
 def _small_codes(values, name_of) -> tuple[list, object]:
@@ -87,19 +78,19 @@ def _small_codes(values, name_of) -> tuple[list, object]:
 def _lookup(values, table: dict[int, str], valid):
     """Names for small integer codes, null where not valid or unknown."""
     names, codes = _small_codes(values, table.get)
-    return _strings(names, codes, valid)
+    return strings_from_codes(names, codes, valid)
 
 
 def _flags(values):
     names, codes = _small_codes(values, flags_text)
-    return _strings(names, codes)
+    return strings_from_codes(names, codes)
 
 
 def _comms(raw, valid):
     import pandas as pd
 
     codes, uniques = pd.factorize(raw)
-    return _strings([u.decode("utf-8", "replace") for u in uniques], codes, valid)
+    return strings_from_codes([u.decode("utf-8", "replace") for u in uniques], codes, valid)
 
 
 def _nullable(values, valid, dtype: str):
@@ -129,10 +120,10 @@ def _transmit_columns(rec, names: Names) -> dict:
     flags = rec["flags"]
     recorded = (flags & c["TW_F_OWNER_RECORDED"]) != 0
     task = ((flags & c["TW_F_OWNER_TASK"]) != 0) & ~recorded
-    owner_from = _strings(["recorded", "task"], np.where(recorded, 0, 1), recorded | task)
+    owner_from = strings_from_codes(["recorded", "task"], np.where(recorded, 0, 1), recorded | task)
     return {
         "seq": _nullable(rec["seq"], retrans, "UInt32"),
-        "retransmit": _strings(kind_names, kind_codes, retrans),
+        "retransmit": strings_from_codes(kind_names, kind_codes, retrans),
         "old_state": _lookup(rec["oldstate"], names.states, change),
         "err": _nullable(rec["err"].view("<i4"), retrans | change, "Int32"),
         "owner_from": owner_from,
@@ -152,7 +143,7 @@ def decode(raw: bytes, names: Names, mono_to_epoch: float):
     kinds = kind_names()
     frame = pd.DataFrame({
         "ts": rec["ts_ns"] / 1e9 + mono_to_epoch,
-        "source": _strings(["bpf"], np.zeros(len(rec), dtype=np.int32)),
+        "source": strings_from_codes(["bpf"], np.zeros(len(rec), dtype=np.int32)),
         "kind": _lookup(rec["kind"], kinds, np.ones(len(rec), dtype=bool)),
         "family": fam,
         "saddr": saddr,

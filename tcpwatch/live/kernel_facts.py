@@ -23,18 +23,26 @@ CACHE_DIRS = ("/var/cache/tcpwatch", os.path.expanduser("~/.cache/tcpwatch"))
 def _key() -> str:
     stat = os.stat(VMLINUX)
     basis = json.dumps([platform.release(), stat.st_size, stat.st_mtime_ns, sorted(KERNEL_OFFSETS.items()),
-                        ENUM_PREFIXES])
+                        ENUM_PREFIXES, _raw_tracepoints()])
     return hashlib.sha256(basis.encode()).hexdigest()[:20]
+
+
+def _raw_tracepoints() -> list[str]:
+    from .probes import PROBES
+
+    return sorted({p.name for p in PROBES if p.raw is not None})
 
 
 def _compute() -> dict:
     btf = kernel_btf()
     enums = {k: v for k, v in btf.enum_values().items() if k.startswith(ENUM_PREFIXES)}
-    return {"offsets": kernel_offsets(btf), "enums": enums}
+    args = {name: btf.tracepoint_args(name) for name in _raw_tracepoints()}
+    return {"offsets": kernel_offsets(btf), "enums": enums, "tracepoint_args": args}
 
 
 def kernel_facts() -> dict:
-    """{"offsets": {OFF name: bytes or -1}, "enums": {TCP_...: value}}."""
+    """{"offsets": {OFF name: bytes or -1}, "enums": {TCP_...: value},
+    "tracepoint_args": {tracepoint: argument types of its raw form, or None}}."""
     try:
         key = _key()
     except OSError:

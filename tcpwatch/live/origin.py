@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import time
 
-from ..codes import factorize_rows
+from ..codes import factorize_rows, strings_from_codes
 from ..events import conform
 from .decode import LIVE_DTYPES
 
 WIRE = {"wire-out": "reset-sent", "wire-in": "reset-received"}
 ORIGIN_DTYPES = {**LIVE_DTYPES, "origin": "string", "delivered": "string"}
 KEY = ["netns", "saddr", "sport", "daddr", "dport"]
+ORIGINS = ["remote", "tcp-stack", "netfilter"]
+_SENT, _RECEIVED, _WIRE_OUT, _WIRE_IN, _STATE, _OTHER = range(6)
+_KIND_ID = {"reset-sent": _SENT, "reset-received": _RECEIVED, "wire-out": _WIRE_OUT, "wire-in": _WIRE_IN,
+            "state-change": _STATE}
 
 
 class OriginPairing:
@@ -52,10 +56,14 @@ class OriginPairing:
         import pandas as pd
 
         n = len(rows)
-        wire = rows["kind"].isin(list(WIRE)).to_numpy()
-        stack_kind = rows["kind"].replace(WIRE)
+        # Kinds as small integers (the batch's few distinct names, mapped once).
+        kind_codes, kind_names = pd.factorize(rows["kind"])
+        kind_names = list(kind_names)
+        kid = np.array([_KIND_ID.get(k, _OTHER) for k in kind_names] + [_OTHER], dtype=np.int8)[kind_codes]
+        wire = (kid == _WIRE_OUT) | (kid == _WIRE_IN)
+        stack_kid = np.where(kid == _WIRE_OUT, _SENT, np.where(kid == _WIRE_IN, _RECEIVED, kid))
         # one integer per (tuple, direction)
-        group, _ = factorize_rows([rows[c] for c in KEY] + [stack_kind])
+        group, _ = factorize_rows([rows[c] for c in KEY] + [stack_kid])
         group = group * 2 + wire
         # nth occurrence of each row within its group, in time order (rows are in time order)
         order = np.lexsort((np.arange(n), group))
@@ -65,7 +73,7 @@ class OriginPairing:
         nth = np.empty(n, dtype=np.int64)
         nth[order] = rank
         # the n-th wire RST of a tuple pairs with the n-th stack event of the same direction
-        is_stack = ~wire & rows["kind"].isin(list(WIRE.values())).to_numpy()
+        is_stack = (kid == _SENT) | (kid == _RECEIVED)
         pair_key = (group // 2) * (n + 1) + nth
         wire_rows, stack_rows = np.flatnonzero(wire), np.flatnonzero(is_stack)
         _, at_w, at_s = np.intersect1d(pair_key[wire_rows], pair_key[stack_rows], return_indices=True)
@@ -73,26 +81,27 @@ class OriginPairing:
         ts = rows["ts"].to_numpy()
         close = np.abs(ts[paired_wire] - ts[paired_stack]) <= self.window
         paired_wire, paired_stack = paired_wire[close], paired_stack[close]
-        pairs = len(paired_wire)
 
-        out = rows.copy()
-        # a close the kernel decided (a timeout) was made by the TCP stack too
-        origin = np.where(out["kind"] == "reset-received", "remote",
-                          np.where(out["kind"].isin(["reset-sent", "state-change"]), "tcp-stack", None)).astype(object)
-        out_wire = wire.copy()
-        out_wire[paired_wire] = False
-        origin[out_wire & (out["kind"] == "wire-out").to_numpy()] = "netfilter"
-        origin[out_wire & (out["kind"] == "wire-in").to_numpy()] = "remote"
-        out["origin"] = pd.array(origin, dtype="string")
+        out = rows.copy(deep=False)
+        lone_wire = wire.copy()
+        lone_wire[paired_wire] = False
+        # a reset received came from the remote end; one sent, or a close the kernel decided (a
+        # timeout), from the TCP stack; a lone wire-out RST from netfilter
+        origin = np.full(n, -1, dtype=np.int8)
+        origin[(kid == _RECEIVED) | (lone_wire & (kid == _WIRE_IN))] = 0
+        origin[(kid == _SENT) | (kid == _STATE)] = 1
+        origin[lone_wire & (kid == _WIRE_OUT)] = 2
+        out["origin"] = strings_from_codes(ORIGINS, origin, origin >= 0)
         # a received reset: did a socket take it (stack event), or was it seen only on the device?
-        received = (out["kind"] == "reset-received").to_numpy() | (out["kind"] == "wire-in").to_numpy()
-        delivered = np.where(received, np.where(out_wire, "no", "yes"), None).astype(object)
-        out["delivered"] = pd.array(delivered, dtype="string")
+        received = (kid == _RECEIVED) | (kid == _WIRE_IN)
+        out["delivered"] = strings_from_codes(["yes", "no"], lone_wire.astype(np.int8), received)
         # what the device saw, on the stack's row
-        if pairs:
-            out.loc[paired_stack, "ifindex"] = out["ifindex"].to_numpy()[paired_wire]
-            out.loc[paired_stack, "tcp_flags"] = out["tcp_flags"].to_numpy()[paired_wire]
-        out["kind"] = stack_kind.astype("string")
+        if len(paired_wire):
+            take = np.arange(n)
+            take[paired_stack] = paired_wire
+            out["ifindex"] = rows["ifindex"].array.take(take)
+            out["tcp_flags"] = rows["tcp_flags"].array.take(take)
+        out["kind"] = strings_from_codes([WIRE.get(k, k) for k in kind_names], kind_codes, kind_codes >= 0)
 
         # A pair is released when both halves are ripe; a lone row when it is.
         ripe = np.asarray(ripe, dtype=bool).copy()

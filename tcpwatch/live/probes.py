@@ -17,6 +17,13 @@ class Probe:
     name: str
     function: str              # the BPF function attached to it
     direction: str | None = None  # resets: which --direction the probe serves
+    # A raw variant (<function>_raw) reads the tracepoint's arguments as the kernel passes them,
+    # skipping the copy into a trace record: about half the cost of a hit, which matters on
+    # probes that fire for every packet or softirq. `raw` is the argument types it expects
+    # (checked against this kernel's BTF); `raw_needs` the struct offsets it reads instead of
+    # the record's fields. When either is missing, the plain tracepoint is attached.
+    raw: tuple[str, ...] | None = None
+    raw_needs: tuple[str, ...] = ()
 
     @property
     def tracepoint(self) -> str:
@@ -27,17 +34,18 @@ PROBES: tuple[Probe, ...] = (
     # core: always attached; softirq depth decides whether the on-CPU task may be named. Exit is
     # attached first: a softirq running while the probes attach must not be counted in and never
     # out (that CPU would then call every event softirq); an exit without entry is ignored.
-    Probe("core", "irq", "softirq_exit", "tw_softirq_exit"),
-    Probe("core", "irq", "softirq_entry", "tw_softirq_entry"),
+    Probe("core", "irq", "softirq_exit", "tw_softirq_exit", raw=("int",)),
+    Probe("core", "irq", "softirq_entry", "tw_softirq_entry", raw=("int",)),
     Probe("resets", "tcp", "tcp_send_reset", "tw_send_reset", "sent"),
     Probe("resets", "tcp", "tcp_receive_reset", "tw_receive_reset", "received"),
     # RSTs on devices: those netfilter sends, and those dropped before TCP sees them
-    Probe("netdev", "net", "net_dev_queue", "tw_dev_queue", "sent"),
-    Probe("netdev", "net", "netif_receive_skb", "tw_receive_skb", "received"),
+    Probe("netdev", "net", "net_dev_queue", "tw_dev_queue", "sent", raw=("struct sk_buff *",)),
+    Probe("netdev", "net", "netif_receive_skb", "tw_receive_skb", "received", raw=("struct sk_buff *",)),
     # owner: always attached, before the event groups (a child socket inherits its listener's
     # owner before a lifecycle event on the same tracepoint looks it up)
-    Probe("owner", "sock", "inet_sock_set_state", "tw_owner_state"),
-    Probe("owner", "tcp", "tcp_destroy_sock", "tw_owner_destroy"),
+    Probe("owner", "sock", "inet_sock_set_state", "tw_owner_state", raw=("struct sock *", "int", "int"),
+          raw_needs=("SK_PROTOCOL", "SK_NUM")),
+    Probe("owner", "tcp", "tcp_destroy_sock", "tw_owner_destroy", raw=("struct sock *",)),
     Probe("owner", "syscalls", "sys_exit_accept4", "tw_owner_accept4"),
     Probe("owner", "syscalls", "sys_exit_accept", "tw_owner_accept"),
     Probe("retrans", "tcp", "tcp_retransmit_skb", "tw_retransmit_skb"),
@@ -62,6 +70,13 @@ GROUP_SOURCES: dict[str, str] = {
 # in softirq can name it). "count" has no probes: in --count mode its source sits before the
 # event groups and turns their submissions into per-flow counters in the kernel.
 ALWAYS: tuple[str, ...] = ("core", "owner")
+
+
+def raw_usable(probe: Probe, tracepoint_args: dict[str, tuple[str, ...] | None], offsets: dict[str, int]) -> bool:
+    """Whether this kernel can run the probe's raw variant: same argument types, offsets known."""
+    args = tracepoint_args.get(probe.name)
+    return (probe.raw is not None and args is not None and tuple(args) == probe.raw
+            and all(offsets.get(name, -1) >= 0 for name in probe.raw_needs))
 
 
 def expand(groups: tuple[str, ...] | list[str], count: bool = False) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ KERNEL_OFFSETS = {
     # lifecycle and owners: the socket's error, protocol; accept()'s fd -> socket
     "SK_ERR": ("sock", "sk_err"),
     "SK_PROTOCOL": ("sock", "sk_protocol"),
+    "SK_NUM": ("sock", "__sk_common.skc_num"),
     "TASK_FILES": ("task_struct", "files"),
     "FILES_FDT": ("files_struct", "fdt"),
     "FDT_FD": ("fdtable", "fd"),
@@ -59,6 +60,7 @@ class Options:
     filter_ports: bool = False
     filter_hosts: bool = False
     extra_defines: dict[str, int] = field(default_factory=dict)
+    raw_functions: tuple[str, ...] = ()   # probes whose raw variant this kernel runs (TW_RAW_<function>)
 
 
 def tracepoint_struct(fmt: Format) -> str:
@@ -125,6 +127,7 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         "TW_FILTER_HOSTS": int(options.filter_hosts),
         **{f"OFF_{k}": v for k, v in offsets.items()},
         **{f"TW_WANT_{g.upper()}": 1 for g in groups},
+        **{f"TW_RAW_{fn}": 1 for fn in options.raw_functions},
         **options.extra_defines,
     }
     parts += [f"#define {name} ({int(value)})" for name, value in defines.items()]
