@@ -9,7 +9,7 @@
  *  - accept() returning a TCP socket records the accepting task (a pre-forked worker or a
  *    socket-activated service accepts from a listener another process made);
  *  - the entry goes when the socket is destroyed.
- * tw_owner() (bpf/tcpwatch.bpf.c) reads the map tw_owners. */
+ * The table itself, and tw_owner() which reads it, are in bpf/tcpwatch.bpf.c. */
 
 #define TW_TCP_ESTABLISHED 1
 #define TW_TCP_SYN_RECV 3
@@ -64,7 +64,7 @@ static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstat
     if (!tw_in_softirq()) {
         struct tw_listener l = {};
         tw_current_owner(&l.owner);
-        tw_owners.update(&sk, &l.owner);
+        tw_owner_put(sk, &l.owner);
         if (!listener)
             return;
         lkey.netns = tw_sk_netns((const void *)sk);
@@ -83,8 +83,9 @@ static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstat
         lkey.netns = tw_sk_netns((const void *)sk);
         lkey.port = tw_owner_sport(sk, args, raw);
         struct tw_listener *l = tw_listeners.lookup(&lkey);
-        if (l && !tw_owners.lookup(&sk))
-            tw_owners.update(&sk, &l->owner);
+        struct tw_owner_rec known = {};
+        if (l && !tw_owner_get(sk, &known))
+            tw_owner_put(sk, &l->owner);
     }
 }
 
@@ -118,7 +119,7 @@ int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
 int tw_owner_destroy(struct tp_tcp_destroy_sock *args)
 {
     __u64 sk = (__u64)TPF(tcp_destroy_sock, skaddr, args);
-    tw_owners.delete(&sk);
+    tw_owner_drop(sk);
     return 0;
 }
 #endif
@@ -127,7 +128,7 @@ int tw_owner_destroy(struct tp_tcp_destroy_sock *args)
 int tw_owner_destroy_raw(struct bpf_raw_tracepoint_args *ctx)
 {
     __u64 sk = ctx->args[0];
-    tw_owners.delete(&sk);
+    tw_owner_drop(sk);
     return 0;
 }
 #endif
@@ -157,10 +158,9 @@ static __always_inline void tw_owner_accepted(long fd)
     bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
     if (protocol != TW_IPPROTO_TCP)
         return;
-    __u64 key = (__u64)sk;
     struct tw_owner_rec rec = {};
     tw_current_owner(&rec);
-    tw_owners.update(&key, &rec);
+    tw_owner_put((__u64)sk, &rec);
 }
 
 #if TP_sys_exit_accept4_PRESENT
