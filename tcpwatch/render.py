@@ -31,17 +31,12 @@ def _endpoint(addr: str, port: str):
 
 
 def _clock(first_ts: float):
-    """HH:MM:SS.ffffff in local time (the offset of the batch's first event)."""
+    """HH:MM:SS.ffffff in local time (the offset of the batch's first event), formatted by
+    polars' own time formatting in one step."""
     import polars as pl
 
-    micros = ((pl.col("ts") + time.localtime(first_ts).tm_gmtoff) * 1e6).round().cast(pl.Int64) % 86_400_000_000
-    secs = micros // 1_000_000
-
-    def two(expr):
-        return expr.cast(pl.Utf8).str.zfill(2)
-
-    return pl.format("{}:{}:{}.{}", two(secs // 3600), two(secs // 60 % 60), two(secs % 60),
-                     (micros % 1_000_000).cast(pl.Utf8).str.zfill(6))
+    local = (pl.col("ts") + time.localtime(first_ts).tm_gmtoff) * 1e6
+    return local.round().cast(pl.Int64).cast(pl.Datetime("us")).dt.strftime("%H:%M:%S%.6f")
 
 
 def _polars(frame):
@@ -49,8 +44,10 @@ def _polars(frame):
     a flood of resets prints at the speed the kernel reports it)."""
     import polars as pl
 
+    from .frames import as_polars
+
     present = [c for c in _SHOWN if c in frame.columns]
-    df = pl.from_pandas(frame[["ts", *present]])
+    df = as_polars(frame, ["ts", *present])
     return df.with_columns([pl.lit(None, dtype=pl.Utf8).alias(c) for c in _SHOWN if c not in present])
 
 

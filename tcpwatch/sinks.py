@@ -32,10 +32,10 @@ def frame_to_jsonl_bytes(frame) -> bytes:
         return b""
     import io
 
-    import polars as pl
+    from .frames import as_polars
 
     buffer = io.BytesIO()
-    pl.from_pandas(frame).write_ndjson(buffer)
+    as_polars(frame).write_ndjson(buffer)
     return buffer.getvalue()
 
 
