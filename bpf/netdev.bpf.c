@@ -6,14 +6,13 @@
 
 static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int from_data)
 {
-    __u16 proto = 0;
-    if (!skb || OFF_SKB_PROTOCOL < 0)
+    struct tw_skb_view v = {};
+    if (!tw_skb_view(skb, from_data, &v))
         return;
-    bpf_probe_read_kernel(&proto, sizeof(proto), (const char *)skb + OFF_SKB_PROTOCOL);
-    if (proto != bpf_htons(0x0800) && proto != bpf_htons(0x86DD))
+    if (v.protocol != bpf_htons(0x0800) && v.protocol != bpf_htons(0x86DD))
         return;
     struct tw_pkt p = {};
-    if (!tw_read_tcp(tw_skb_network(skb, from_data), &p) || !(p.flags & TW_TCP_RST))
+    if (!tw_read_tcp(v.network, &p) || !(p.flags & TW_TCP_RST))
         return;
 
     struct tw_event e = {};

@@ -14,7 +14,8 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
     e.state = TPH(tcp_send_reset, state) ? TPF(tcp_send_reset, state, args) : tw_sk_state(sk);
     /* The packet that provoked the reset: its flags tell an unsolicited SYN/ACK from a stray
      * ACK; and a listener's reset carries the listener's addresses, not the peer's. */
-    if (skb && tw_read_tcp(tw_skb_network(skb, 0), &trigger)) {
+    struct tw_skb_view view = {};
+    if (tw_skb_view(skb, 0, &view) && tw_read_tcp(view.network, &trigger)) {
         e.trigger_flags = trigger.flags;
         if (e.state == 10 /* TCP_LISTEN */) {
             e.family = trigger.family;

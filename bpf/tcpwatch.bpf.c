@@ -89,44 +89,86 @@ struct tw_pkt {
 
 #define TW_TCP_RST 0x04
 
-static __always_inline void *tw_skb_network(const void *skb, int from_data)
+/* The sk_buff fields a packet probe needs: protocol, and where the network header is (head +
+ * network_header; on receive, before the stack has set it, data). On the kernels seen so far
+ * they sit within 40 bytes of each other: one read then serves them all, instead of one helper
+ * call each on every packet. */
+#define TW_MIN2(a, b) ((a) < (b) ? (a) : (b))
+#define TW_MAX2(a, b) ((a) > (b) ? (a) : (b))
+#define TW_SKB_LO TW_MIN2(TW_MIN2(OFF_SKB_PROTOCOL, OFF_SKB_NETWORK_HEADER), TW_MIN2(OFF_SKB_HEAD, OFF_SKB_DATA))
+#define TW_SKB_HI (TW_MAX2(TW_MAX2(OFF_SKB_PROTOCOL, OFF_SKB_NETWORK_HEADER), TW_MAX2(OFF_SKB_HEAD, OFF_SKB_DATA)) + 8)
+#define TW_SKB_ONE_READ (TW_SKB_LO >= 0 && TW_SKB_HI - TW_SKB_LO <= 64)
+
+struct tw_skb_view {
+    __u16 protocol;     /* network order, as in the skb */
+    const void *network;
+};
+
+static __always_inline int tw_skb_view(const void *skb, int from_data, struct tw_skb_view *v)
 {
-    if (from_data)  /* on receive, before the stack has set the network header */
-        return tw_ptr_at(skb, OFF_SKB_DATA);
-    __u16 nh = 0;
-    void *head = tw_ptr_at(skb, OFF_SKB_HEAD);
-    if (!head || OFF_SKB_NETWORK_HEADER < 0)
+    void *head = 0;
+    __u16 nh = 0xffff;
+    if (!skb || TW_SKB_LO < 0)
         return 0;
+#if TW_SKB_ONE_READ
+    __u8 buf[64] = {};
+    if (bpf_probe_read_kernel(buf, TW_SKB_HI - TW_SKB_LO, (const char *)skb + TW_SKB_LO))
+        return 0;
+    __builtin_memcpy(&v->protocol, &buf[OFF_SKB_PROTOCOL - TW_SKB_LO], 2);
+    if (from_data) {
+        __builtin_memcpy(&v->network, &buf[OFF_SKB_DATA - TW_SKB_LO], 8);
+        return v->network != 0;
+    }
+    __builtin_memcpy(&head, &buf[OFF_SKB_HEAD - TW_SKB_LO], 8);
+    __builtin_memcpy(&nh, &buf[OFF_SKB_NETWORK_HEADER - TW_SKB_LO], 2);
+#else
+    bpf_probe_read_kernel(&v->protocol, 2, (const char *)skb + OFF_SKB_PROTOCOL);
+    if (from_data) {
+        v->network = tw_ptr_at(skb, OFF_SKB_DATA);
+        return v->network != 0;
+    }
+    head = tw_ptr_at(skb, OFF_SKB_HEAD);
     bpf_probe_read_kernel(&nh, sizeof(nh), (const char *)skb + OFF_SKB_NETWORK_HEADER);
-    return nh == 0xffff ? 0 : (char *)head + nh;
+#endif
+    if (!head || nh == 0xffff)
+        return 0;
+    v->network = (const char *)head + nh;
+    return 1;
 }
 
+/* TCP headers from a network header: one read covers an option-less IPv4 header or an IPv6
+ * header and the TCP bytes after it; IPv4 options cost a second read. */
 static __always_inline int tw_read_tcp(const void *nh, struct tw_pkt *p)
 {
-    __u8 ip[40] = {};
-    const char *th;
-    if (!nh || bpf_probe_read_kernel(ip, sizeof(ip), nh))
+    __u8 pkt[54] = {};
+    const __u8 *tcp;
+    __u8 more[14] = {};
+    if (!nh || bpf_probe_read_kernel(pkt, sizeof(pkt), nh))
         return 0;
-    if ((ip[0] >> 4) == 4) {
-        if (ip[9] != 6)
+    if ((pkt[0] >> 4) == 4) {
+        if (pkt[9] != 6)
             return 0;
         p->family = 4;
-        __builtin_memcpy(p->saddr, &ip[12], 4);
-        __builtin_memcpy(p->daddr, &ip[16], 4);
-        th = (const char *)nh + (ip[0] & 0xf) * 4;
-    } else if ((ip[0] >> 4) == 6) {
-        if (ip[6] != 6)  /* extension headers are not followed */
+        __builtin_memcpy(p->saddr, &pkt[12], 4);
+        __builtin_memcpy(p->daddr, &pkt[16], 4);
+        int ihl = (pkt[0] & 0xf) * 4;
+        if (ihl == 20) {
+            tcp = &pkt[20];
+        } else {
+            if (ihl < 20 || bpf_probe_read_kernel(more, sizeof(more), (const char *)nh + ihl))
+                return 0;
+            tcp = more;
+        }
+    } else if ((pkt[0] >> 4) == 6) {
+        if (pkt[6] != 6)  /* extension headers are not followed */
             return 0;
         p->family = 6;
-        __builtin_memcpy(p->saddr, &ip[8], 16);
-        __builtin_memcpy(p->daddr, &ip[24], 16);
-        th = (const char *)nh + 40;
+        __builtin_memcpy(p->saddr, &pkt[8], 16);
+        __builtin_memcpy(p->daddr, &pkt[24], 16);
+        tcp = &pkt[40];
     } else {
         return 0;
     }
-    __u8 tcp[14] = {};
-    if (bpf_probe_read_kernel(tcp, sizeof(tcp), th))
-        return 0;
     p->sport = (tcp[0] << 8) | tcp[1];
     p->dport = (tcp[2] << 8) | tcp[3];
     p->seq = ((__u32)tcp[4] << 24) | ((__u32)tcp[5] << 16) | ((__u32)tcp[6] << 8) | tcp[7];
