@@ -11,7 +11,9 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
 
     e.kind = TW_KIND_RESET_SENT;
     TW_ADDRS(tcp_send_reset, args, &e, 0);
-    e.state = TPH(tcp_send_reset, state) ? TPF(tcp_send_reset, state, args) : tw_sk_state(sk);
+    struct tw_sk_facts facts = {};
+    tw_sk_facts(sk, &facts);
+    e.state = TPH(tcp_send_reset, state) ? TPF(tcp_send_reset, state, args) : facts.state;
     /* The packet that provoked the reset: its flags tell an unsolicited SYN/ACK from a stray
      * ACK; and a listener's reset carries the listener's addresses, not the peer's. */
     struct tw_skb_view view = {};
@@ -25,7 +27,7 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
             e.dport = trigger.sport;
         }
     }
-    e.netns = sk ? tw_sk_netns(sk) : tw_skb_netns(skb);
+    e.netns = sk ? facts.netns : tw_skb_netns(skb);
     if (!tw_keep(&e))
         return 0;
     e.ts_ns = bpf_ktime_get_ns();
@@ -36,7 +38,7 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
     }
     if (e.state)
         e.flags |= TW_F_HAS_STATE;
-    e.cookie = tw_sk_cookie(sk);
+    e.cookie = facts.cookie;
     if (sk)
         tw_owner(&e, sk);
     else
@@ -58,16 +60,17 @@ int tw_receive_reset(struct tp_tcp_receive_reset *args)
     e.kind = TW_KIND_RESET_RECEIVED;
     /* The tracepoint describes the local socket; the RST's sender is the remote end. */
     TW_ADDRS(tcp_receive_reset, args, &e, 1);
-    e.netns = tw_sk_netns(sk);
+    struct tw_sk_facts facts = {};
+    tw_sk_facts(sk, &facts);
+    e.netns = facts.netns;
     if (!tw_keep(&e))
         return 0;
     e.ts_ns = bpf_ktime_get_ns();
     e.skaddr = (__u64)sk;
-    e.state = tw_sk_state(sk);
+    e.state = facts.state;
     if (e.state)
         e.flags |= TW_F_HAS_STATE;
-    e.cookie = TPH(tcp_receive_reset, sock_cookie) ? TPF(tcp_receive_reset, sock_cookie, args)
-                                                    : tw_sk_cookie(sk);
+    e.cookie = TPH(tcp_receive_reset, sock_cookie) ? TPF(tcp_receive_reset, sock_cookie, args) : facts.cookie;
     tw_owner(&e, sk);
     tw_submit(args, &e);
     return 0;

@@ -11,6 +11,9 @@
 #include "tcpwatch.h"
 #include "tcpwatch_tp.h"
 
+#define TW_MIN2(a, b) ((a) < (b) ? (a) : (b))
+#define TW_MAX2(a, b) ((a) > (b) ? (a) : (b))
+
 #if TW_USE_RINGBUF
 BPF_RINGBUF_OUTPUT(events, TW_RINGBUF_PAGES);
 #else
@@ -76,6 +79,37 @@ static __always_inline __u64 tw_sk_cookie(const void *sk)
     return cookie;
 }
 
+/* A socket's namespace, state and cookie, which the reset probes want together: they sit in
+ * struct sock_common, close enough for one read (then one more for the namespace's inode). */
+struct tw_sk_facts {
+    __u32 netns;
+    __u8 state;
+    __u64 cookie;
+};
+#define TW_SK_LO TW_MIN2(TW_MIN2(OFF_SK_NET, OFF_SK_STATE), OFF_SK_COOKIE)
+#define TW_SK_HI (TW_MAX2(TW_MAX2(OFF_SK_NET, OFF_SK_STATE), OFF_SK_COOKIE) + 8)
+#define TW_SK_ONE_READ (TW_SK_LO >= 0 && TW_SK_HI - TW_SK_LO <= 128)
+
+static __always_inline void tw_sk_facts(const void *sk, struct tw_sk_facts *f)
+{
+    if (!sk)
+        return;
+#if TW_SK_ONE_READ
+    __u8 buf[128] = {};
+    void *net = 0;
+    if (bpf_probe_read_kernel(buf, TW_SK_HI - TW_SK_LO, (const char *)sk + TW_SK_LO))
+        return;
+    __builtin_memcpy(&net, &buf[OFF_SK_NET - TW_SK_LO], 8);
+    f->state = buf[OFF_SK_STATE - TW_SK_LO];
+    __builtin_memcpy(&f->cookie, &buf[OFF_SK_COOKIE - TW_SK_LO], 8);
+    f->netns = tw_net_inum(net);
+#else
+    f->netns = tw_sk_netns(sk);
+    f->state = tw_sk_state(sk);
+    f->cookie = tw_sk_cookie(sk);
+#endif
+}
+
 /* A TCP packet's headers, read from an skb whose network header is at nh. */
 struct tw_pkt {
     __u8 family;     /* 4 or 6; 0 when not TCP over IP */
@@ -93,8 +127,6 @@ struct tw_pkt {
  * network_header; on receive, before the stack has set it, data). On the kernels seen so far
  * they sit within 40 bytes of each other: one read then serves them all, instead of one helper
  * call each on every packet. */
-#define TW_MIN2(a, b) ((a) < (b) ? (a) : (b))
-#define TW_MAX2(a, b) ((a) > (b) ? (a) : (b))
 #define TW_SKB_LO TW_MIN2(TW_MIN2(OFF_SKB_PROTOCOL, OFF_SKB_NETWORK_HEADER), TW_MIN2(OFF_SKB_HEAD, OFF_SKB_DATA))
 #define TW_SKB_HI (TW_MAX2(TW_MAX2(OFF_SKB_PROTOCOL, OFF_SKB_NETWORK_HEADER), TW_MAX2(OFF_SKB_HEAD, OFF_SKB_DATA)) + 8)
 #define TW_SKB_ONE_READ (TW_SKB_LO >= 0 && TW_SKB_HI - TW_SKB_LO <= 64)
