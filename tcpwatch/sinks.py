@@ -113,10 +113,13 @@ class ParquetSink(Sink):
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
-            self.schema = table.schema
+            # Categorical columns get 32-bit codes: pandas picks the narrowest width per batch,
+            # and a later batch with more distinct values must still fit the file's schema.
+            self.schema = pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type.value_type))
+                                     if pa.types.is_dictionary(f.type) else f for f in table.schema],
+                                    metadata=table.schema.metadata)
             self.writer = pq.ParquetWriter(self.path, self.schema)
-        else:
-            table = table.cast(self.schema)
+        table = table.cast(self.schema)
         if table.num_rows:
             self.writer.write_table(table)
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import FIXTURES, run_cli
-from tcpwatch.iplog.api import core, parse_iptables_log
+from tcpwatch.iplog.api import core, parse_buffer, parse_iptables_log
 
 MIXED = FIXTURES / "iplog" / "mixed.log"
 JOURNAL = FIXTURES / "iplog" / "journal.json"
@@ -84,6 +84,61 @@ def test_engines_agree_on_every_fixture():
         assert [e.lineno for e in rc.errors] == [e.lineno for e in rp.errors]
 
 
+@pytest.mark.skipif(core() is None, reason="C tokenizer not built")
+def test_parts_join_like_one_pass():
+    """Cut into parts (one thread each), the buffer gives the rows, values, categories, errors and
+    line numbers of the reference parser, also when the parts hold different columns and values
+    and lines between them give no row."""
+    blocks = []
+    for i in range(40):   # parts differ: prefixes, interfaces, protocols, ICMP quotes only late
+        line = ISSUE_LINE.replace("[drds] ", f"[p{i % 7}] ").replace("OUT=eth0", f"OUT=eth{i // 10}")
+        if i >= 30:
+            line = MIXED.read_text().splitlines()[6]
+        blocks.append(line + "\n" + ("not a LOG line\n" if i % 3 == 0 else "") +
+                      (ISSUE_LINE.replace("SPT=8182", "SPT=99999") + "\n" if i % 11 == 5 else ""))
+    data = "".join(blocks).encode()
+    ref_arrays, ref_rows, ref_errors, ref_lines, ref_other = parse_buffer(data, 10, 2024, 12, "python")
+    assert ref_errors and ref_other and ref_rows < ref_lines
+    one_pass_errors = parse_buffer(data, 10, 2024, 12, "c", parts=1)[2]
+    assert [e[:2] for e in one_pass_errors] == [e[:2] for e in ref_errors]   # the engines word reasons apart
+    for parts in (1, 2, 3, 7, 64):
+        arrays, rows, errors, lines, other = parse_buffer(data, 10, 2024, 12, "c", parts=parts)
+        assert (rows, errors, lines, other) == (ref_rows, one_pass_errors, ref_lines, ref_other), parts
+        assert set(arrays) == set(ref_arrays), parts
+        for name, ref in ref_arrays.items():
+            pd.testing.assert_series_equal(pd.Series(arrays[name]), pd.Series(ref), obj=f"{name} in {parts} parts")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_non_ascii_prefixes(tmp_path, engine):
+    """Valid UTF-8 is kept as it is; invalid bytes become U+FFFD (the columns are Arrow strings)."""
+    good = ISSUE_LINE.replace("[drds] ", "[drös] ").encode()
+    bad = ISSUE_LINE.replace("[drds] ", "[dr\udcffs] ").encode("utf-8", "surrogateescape")
+    path = tmp_path / "log"
+    path.write_bytes(good + b"\n" + bad + b"\n")
+    frame, report = parse_iptables_log(str(path), engine=engine)
+    assert list(frame["prefix"]) == ["[drös] ", "[dr\ufffds] "] and not report.errors
+    path.write_bytes(good + b"\n")
+    assert list(parse_iptables_log(str(path), engine=engine)[0]["prefix"]) == ["[drös] "]
+
+
+def test_several_files_keep_column_types():
+    """Low-cardinality text columns are Categoricals; joining files keeps them (union of categories)."""
+    both = parse_iptables_log([str(MIXED), str(JOURNAL)])[0]
+    alone = [parse_iptables_log(str(p))[0] for p in (MIXED, JOURNAL)]
+    assert "mac" not in alone[1].columns   # a column only one file has: missing in the other's rows
+
+    def values(frame, name):
+        return frame[name].astype(object).tolist() if name in frame.columns else [None] * len(frame)
+
+    for name in ("prefix", "chain", "host", "envelope", "in", "out", "proto", "mac", "tcp_flags"):
+        assert isinstance(both[name].dtype, pd.CategoricalDtype), name
+        assert list(both[name].cat.categories) == sorted({v for f in alone for v in values(f, name) if isinstance(v, str)})
+        got = [None if pd.isna(v) else v for v in values(both, name)]
+        assert got == [None if pd.isna(v) else v for f in alone for v in values(f, name)], name
+    assert both["saddr"].dtype == "string" and both["kind"].dtype == "string"   # schema columns keep the schema's
+
+
 def test_journal_json(tmp_path):
     frame, report = parse_iptables_log(str(JOURNAL))
     assert (report.lines, report.log_lines, report.other_lines, len(report.errors)) == (3, 2, 1, 0)
@@ -149,3 +204,20 @@ def test_follow_survives_rotation(tmp_path):
     for frame, _report in it:
         seen.extend(frame["sport"].tolist())
     assert seen == [8182, 1]
+
+
+def test_parquet_batches_with_more_categories_than_the_first(tmp_path):
+    """`iplog --follow --output x.parquet` writes batch after batch: a later batch whose
+    categorical column holds more distinct values than the first must still fit the file."""
+    import pandas as pd
+
+    from tcpwatch.events import conform
+    from tcpwatch.sinks import open_file_sink, read_back
+
+    path = str(tmp_path / "log.parquet")
+    sink = open_file_sink(path)
+    sink.write(conform(pd.DataFrame({"ts": [1.0], "prefix": pd.Categorical(["[a] "])})))
+    sink.write(conform(pd.DataFrame({"ts": [2.0] * 300, "prefix": pd.Categorical([f"[p{i}] " for i in range(300)])})))
+    sink.close()
+    back = read_back(path)
+    assert len(back) == 301 and list(back["prefix"].iloc[[0, -1]]) == ["[a] ", "[p299] "]

@@ -123,7 +123,12 @@ def test_render_then_parse_gives_back_every_field(engine, row, pre, envelope, ts
         assert got["host"] == host
     if envelope in ("kmsg", "dmesg"):
         assert got["uptime"] == pytest.approx(uptime, abs=1e-6)
-    extra = set(got) - set(row) - {"prefix", "envelope", "ts", "ts_local", "host", "uptime", "level", "lineno"}
+    for raw, short in (("src", "saddr"), ("dst", "daddr")):   # the schema's endpoints: same address, short text
+        assert ipaddress.ip_address(got[short]) == ipaddress.ip_address(row[raw]), line
+        if not getattr(ipaddress.ip_address(row[raw]), "ipv4_mapped", None):
+            assert got[short] == ipaddress.ip_address(row[raw]).compressed, line
+    extra = set(got) - set(row) - {"prefix", "envelope", "ts", "ts_local", "host", "uptime", "level", "lineno",
+                                   "saddr", "daddr"}
     assert not extra, extra
 
 

@@ -8,6 +8,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <arpa/inet.h>
+#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,7 @@
 /* Conv and Col numbers: keep equal to fields.py */
 enum { C_STR, C_UINT, C_HEX, C_HEX4, C_MAC, C_IPV4, C_IPV6, C_FLAG, C_TCPFLAG, C_SRC, C_PROTO,
        C_OPTHEX, C_INCOMPLETE, C_INNER, C_ARP, C_TRUNCATED, C_EXT };
-enum { T_U8, T_U16, T_U32, T_U64, T_F64, T_BOOL, T_STR };
+enum { T_U8, T_U16, T_U32, T_U64, T_F64, T_BOOL, T_STR, T_CAT };
 
 #define MAXCTX 16
 #define MAXKEYS 40
@@ -49,21 +51,28 @@ static struct {
     ProtoMap protos[16];
     int nprotos;
     int role[NROLES][2];
-    int c_lineno, c_ts, c_uptime, c_host, c_envelope, c_level, c_prefix, c_family, c_tslocal;
+    int c_lineno, c_ts, c_uptime, c_host, c_envelope, c_level, c_prefix, c_family, c_tslocal, c_saddr, c_daddr, c_dst;
 } G;
 
-static const int WIDTH[] = {1, 2, 4, 8, 8, 1, 4};
-static const uint64_t MAXV[] = {0xFFu, 0xFFFFu, 0xFFFFFFFFu, UINT64_MAX, 0, 0, 0};
+static const int WIDTH[] = {1, 2, 4, 8, 8, 1, 4, 4};
+static const uint64_t MAXV[] = {0xFFu, 0xFFFFu, 0xFFFFFFFFu, UINT64_MAX, 0, 0, 0, 0};
 
+/* One part of the buffer is parsed by one thread into its own row range of shared column
+ * buffers. Every row of a filled column is written exactly once, in order, in the form pandas
+ * and Arrow keep it (masks 1 = missing, NaN for missing floats, int64 string offsets with a
+ * validity bitmap), so Python wraps the memory as it is: no second pass, no copy, no fresh
+ * pages beyond the result itself (on this machine fresh memory is what costs most). */
 typedef struct {
-    char *vals;
-    uint8_t *valid;
-    char *data;
+    char *vals;       /* numbers, category codes: this part's rows of the shared buffer */
+    uint8_t *mask;    /* 1 = missing (pandas); numbers only, not floats or codes (-1 there) */
+    int64_t *off;     /* text: this part's offsets (rows + 1); categories: the values' offsets */
+    uint8_t *bits;    /* text: this part's validity bitmap, own block */
+    char *data;       /* text, category values: this part's bytes, own block */
     size_t dlen, dcap;
-    uint32_t *ends;
-    size_t mark;   /* row + 1 while set in the row being parsed: validity is never read back from
-                    * valid[], whose fresh zero pages would then be copied on write (a TLB flush
-                    * on every core per page) */
+    uint32_t *slots;  /* categories: open-addressing table of code + 1 */
+    size_t ncat, nslots, last_slot, cap_cat, hint;
+    size_t filled;    /* rows below this one are written (value or missing) */
+    size_t mark;      /* row + 1 while set in the row being parsed */
     int any;
 } Column;
 
@@ -83,7 +92,7 @@ typedef struct {
 
 static int grow_data(Column *c, size_t extra) {
     if (c->dlen + extra <= c->dcap) return 0;
-    size_t cap = c->dcap ? c->dcap * 2 : 4096;
+    size_t cap = c->dcap ? c->dcap * 2 : 1 << 16;
     while (cap < c->dlen + extra) cap *= 2;
     char *p = realloc(c->data, cap);
     if (!p) return -1;
@@ -92,14 +101,41 @@ static int grow_data(Column *c, size_t extra) {
     return 0;
 }
 
-static void touch(Out *o, int col, size_t prev) {
+/* rows [c->filled, upto) are missing */
+static void fill_missing(Column *c, int type, size_t upto) {
+    size_t from = c->filled;
+    if (upto <= from) return;
+    if (type == T_STR) {
+        for (size_t r = from; r < upto; r++) c->off[r + 1] = (int64_t)c->dlen;
+    } else if (type == T_F64) {
+        for (size_t r = from; r < upto; r++) ((double *)c->vals)[r] = NAN;
+    } else if (type == T_CAT) {
+        for (size_t r = from; r < upto; r++) ((int32_t *)c->vals)[r] = -1;
+    } else {
+        if (upto - from <= 8)   /* values under the mask stay as they are */
+            for (size_t r = from; r < upto; r++) c->mask[r] = 1;
+        else
+            memset(c->mask + from, 1, upto - from);
+    }
+    c->filled = upto;
+}
+
+/* First write of column `col` in the current row: record it for rollback, fill the gap. */
+static Column *begin(Out *o, int col, size_t prev) {
+    Column *c = &o->cols[col];
+    if (c->mark == o->n + 1) return c;
     o->touched[o->ntouched].col = col;
     o->touched[o->ntouched].prev = prev;
     if (o->ntouched < MAXCOLS * 2 - 1) o->ntouched++;
+    fill_missing(c, G.types[col], o->n);
+    c->mark = o->n + 1;
+    c->filled = o->n + 1;
+    /* c->mask[o->n] stays 0 (present): only missing rows are ever written */
+    return c;
 }
 
 static void put_u(Out *o, int col, uint64_t v) {
-    Column *c = &o->cols[col];
+    Column *c = begin(o, col, 0);
     size_t n = o->n;
     switch (G.types[col]) {
     case T_U8: case T_BOOL: ((uint8_t *)c->vals)[n] = (uint8_t)v; break;
@@ -107,29 +143,81 @@ static void put_u(Out *o, int col, uint64_t v) {
     case T_U32: ((uint32_t *)c->vals)[n] = (uint32_t)v; break;
     default: ((uint64_t *)c->vals)[n] = v; break;
     }
-    if (c->mark != n + 1) touch(o, col, 0);
-    c->mark = n + 1;
-    c->valid[n] = 1;
 }
 
 static void put_f(Out *o, int col, double v) {
-    Column *c = &o->cols[col];
+    Column *c = begin(o, col, 0);
     ((double *)c->vals)[o->n] = v;
-    if (c->mark != o->n + 1) touch(o, col, 0);
-    c->mark = o->n + 1;
-    c->valid[o->n] = 1;
+}
+
+static uint64_t hash_bytes(const char *s, size_t len) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int grow_slots(Column *c) {
+    size_t n = c->nslots ? c->nslots * 2 : 64;
+    uint32_t *t = calloc(n, sizeof *t);
+    if (!t) return -1;
+    for (size_t k = 0; k < c->ncat; k++) {
+        size_t i = hash_bytes(c->data + c->off[k], (size_t)(c->off[k + 1] - c->off[k])) & (n - 1);
+        while (t[i]) i = (i + 1) & (n - 1);
+        t[i] = (uint32_t)k + 1;
+    }
+    free(c->slots);
+    c->slots = t;
+    c->nslots = n;
+    return 0;
+}
+
+static int same_value(Column *c, size_t k, const char *s, size_t len) {
+    return (size_t)(c->off[k + 1] - c->off[k]) == len && memcmp(c->data + c->off[k], s, len) == 0;
+}
+
+/* The value's code in this part's categories, added when new (*added set). */
+static int64_t category(Column *c, const char *s, size_t len, int *added) {
+    *added = 0;
+    if (c->hint < c->ncat && same_value(c, c->hint, s, len)) return (int64_t)c->hint;   /* as the line before */
+    if ((c->ncat + 1) * 2 > c->nslots && grow_slots(c)) return -1;
+    size_t i = hash_bytes(s, len) & (c->nslots - 1);
+    for (; c->slots[i]; i = (i + 1) & (c->nslots - 1))
+        if (same_value(c, c->slots[i] - 1, s, len)) return (int64_t)(c->hint = c->slots[i] - 1);
+    if (c->ncat + 2 > c->cap_cat) {
+        size_t cap = c->cap_cat ? c->cap_cat * 2 : 64;
+        int64_t *off = realloc(c->off, cap * sizeof *off);
+        if (!off) return -1;
+        off[0] = 0;
+        c->off = off;
+        c->cap_cat = cap;
+    }
+    if (grow_data(c, len)) return -1;
+    memcpy(c->data + c->dlen, s, len);
+    c->dlen += len;
+    c->off[c->ncat + 1] = (int64_t)c->dlen;
+    c->slots[i] = (uint32_t)++c->ncat;
+    c->last_slot = i;
+    *added = 1;
+    return (int64_t)(c->hint = c->ncat - 1);
 }
 
 static int put_s(Out *o, int col, const char *s, size_t len) {
     Column *c = &o->cols[col];
     if (c->mark == o->n + 1) return 0;  /* grammar sets each text column once per row */
+    if (G.types[col] == T_CAT) {
+        int added;
+        int64_t code = category(c, s, len, &added);
+        if (code < 0) return -1;
+        begin(o, col, added);   /* rollback removes a value only this row added */
+        ((int32_t *)c->vals)[o->n] = (int32_t)code;
+        return 0;
+    }
     if (grow_data(c, len)) return -1;
-    touch(o, col, c->dlen);
+    begin(o, col, c->dlen);
     memcpy(c->data + c->dlen, s, len);
     c->dlen += len;
-    c->ends[o->n] = (uint32_t)c->dlen;
-    c->mark = o->n + 1;
-    c->valid[o->n] = 1;
+    c->off[o->n + 1] = (int64_t)c->dlen;
+    c->bits[o->n >> 3] |= (uint8_t)(1u << (o->n & 7));
     return 0;
 }
 
@@ -145,12 +233,21 @@ static uint64_t get_u(Out *o, int col) {
     }
 }
 
+/* The line failed: its row is written again by the next line (or filled as missing). */
 static void rollback(Out *o) {
     for (int i = 0; i < o->ntouched; i++) {
-        Column *c = &o->cols[o->touched[i].col];
-        c->valid[o->n] = 0;
+        int col = o->touched[i].col;
+        Column *c = &o->cols[col];
         c->mark = 0;
-        if (G.types[o->touched[i].col] == T_STR) c->dlen = o->touched[i].prev;
+        c->filled = o->n;
+        if (G.types[col] == T_STR) {
+            c->dlen = o->touched[i].prev;
+            c->bits[o->n >> 3] &= (uint8_t)~(1u << (o->n & 7));
+        } else if (G.types[col] == T_CAT && o->touched[i].prev) {   /* the newest value: no later probe passed it */
+            c->slots[c->last_slot] = 0;
+            c->ncat--;
+            c->dlen = (size_t)c->off[c->ncat];
+        }
     }
     o->ntouched = 0;
 }
@@ -201,9 +298,29 @@ static int parse_hex(const char *s, size_t len, uint64_t max, uint64_t *out) {
     return 0;
 }
 
+/* Dotted quad as inet_pton(AF_INET) accepts it: four decimal parts 0-255, no leading zeros. */
+static int check_ipv4(const char *s, size_t len) {
+    int parts = 0, digits = 0, value = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (ch >= '0' && ch <= '9') {
+            if (digits && value == 0) return -1;
+            value = value * 10 + (ch - '0');
+            if (value > 255) return -1;
+            if (!digits++ && ++parts > 4) return -1;
+        } else if (ch == '.' && digits && parts < 4) {
+            digits = value = 0;
+        } else {
+            return -1;
+        }
+    }
+    return parts == 4 && digits ? 0 : -1;
+}
+
 static int check_addr(const char *s, size_t len, int family) {
     char buf[64];
     unsigned char bin[16];
+    if (family == 4) return check_ipv4(s, len);
     if (len >= sizeof buf || memchr(s, 0, len)) return -1;
     memcpy(buf, s, len);
     buf[len] = 0;
@@ -217,6 +334,46 @@ static int check_mac(const char *s, size_t len) {
         else if (hexval(s[i]) < 0) return -1;
     }
     return 0;
+}
+
+/* RFC 5952 text of a checked IPv6 address, as grammar.short_ipv6 writes it: lowercase hex
+ * without leading zeros, the first longest run of two or more zero groups as "::". */
+static size_t short_ipv6(const char *s, size_t len, char *out) {
+    char buf[64];
+    unsigned char b[16];
+    unsigned w[8];
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    if (inet_pton(AF_INET6, buf, b) != 1) return 0;
+    int best = -1, blen = 1;
+    for (int i = 0; i < 8; i++) w[i] = (unsigned)b[2 * i] << 8 | b[2 * i + 1];
+    for (int i = 0; i < 8;) {
+        int j = i;
+        while (j < 8 && !w[j]) j++;
+        if (j - i > blen) { best = i; blen = j - i; }
+        i = j > i ? j : i + 1;
+    }
+    size_t n = 0;
+    for (int i = 0; i < 8;) {
+        if (i == best) { out[n++] = ':'; out[n++] = ':'; i += blen; continue; }
+        if (n && out[n - 1] != ':') out[n++] = ':';
+        int started = 0;
+        for (int shift = 12; shift >= 0; shift -= 4) {
+            unsigned d = (w[i] >> shift) & 0xF;
+            if (d || started || shift == 0) { out[n++] = "0123456789abcdef"[d]; started = 1; }
+        }
+        i++;
+    }
+    return n;
+}
+
+/* saddr/daddr: the address in the schema's short form (the kernel logs IPv6 in full) */
+static int put_endpoint(Out *o, int col, const char *v, size_t vl, int family) {
+    char out[48];
+    if (col < 0) return 0;
+    if (family == 4) return put_s(o, col, v, vl);
+    size_t n = short_ipv6(v, vl, out);
+    return put_s(o, col, n ? out : v, n ? n : vl);
 }
 
 /* ---------------------------------------------------------------- field grammar */
@@ -249,8 +406,10 @@ static int tok_is(St *st, int i, const char *lit) {
 
 static int key_match(const Key *k, const char *t, size_t len) {
     if (len == 0 || t[0] != k->tok[0]) return 0;
-    if (k->prefix) return len >= (size_t)k->len && memcmp(t, k->tok, k->len) == 0;
-    return len == (size_t)k->len && memcmp(t, k->tok, k->len) == 0;
+    if (k->prefix ? len < (size_t)k->len : len != (size_t)k->len) return 0;
+    for (int i = 1; i < k->len; i++)   /* keys are a few bytes: no call */
+        if (t[i] != k->tok[i]) return 0;
+    return 1;
 }
 
 static int find_key(int ctx, int after, const char *t, size_t len) {
@@ -428,6 +587,7 @@ static int apply(St *st, const Key *k, const char *t, size_t len) {
     case C_IPV4: case C_IPV6:
         if (check_addr(v, vl, k->conv == C_IPV4 ? 4 : 6)) return failf_tok(st, "bad address", v, vl);
         if (put_s(o, col, v, vl)) return fail(st, "out of memory");
+        if (col == G.c_dst && put_endpoint(o, G.c_daddr, v, vl, k->conv == C_IPV4 ? 4 : 6)) return fail(st, "out of memory");
         return 0;
     case C_FLAG: put_u(o, col, 1); return 0;
     case C_TRUNCATED: put_u(o, roll(st, R_TRUNCATED), 1); return 0;
@@ -441,6 +601,7 @@ static int apply(St *st, const Key *k, const char *t, size_t len) {
         if (check_addr(v, vl, family)) return failf_tok(st, "bad address", v, vl);
         if (put_s(o, roll(st, R_SRC), v, vl)) return fail(st, "out of memory");
         if (!st->inner) put_u(o, G.c_family, (uint64_t)family);
+        if (!st->inner && put_endpoint(o, G.c_saddr, v, vl, family)) return fail(st, "out of memory");
         return enter(st, family == 6 ? G.ip6 : G.ip4);
     }
     case C_PROTO: {
@@ -502,8 +663,8 @@ static int parse_fields(St *st, const char *s, size_t n) {
     while (i < n) {
         while (i < n && s[i] == ' ') i++;
         if (i >= n) break;
-        const char *sp = memchr(s + i, ' ', n - i);
-        size_t j = sp ? (size_t)(sp - s) : n;
+        size_t j = i;
+        while (j < n && s[j] != ' ') j++;   /* tokens are short: a loop beats a memchr call */
         if (st->ntok >= MAXTOK) return fail(st, "too many fields");
         st->tok[st->ntok] = s + i;
         st->len[st->ntok] = j - i;
@@ -553,7 +714,8 @@ static const char *WDAYS = "MonTueWedThuFriSatSun";
 
 static int month_at(const char *s, size_t n) {
     if (n < 3) return 0;
-    for (int m = 0; m < 12; m++) if (memcmp(s, MONTHS + 3 * m, 3) == 0) return m + 1;
+    for (int m = 0; m < 12; m++)
+        if (s[0] == MONTHS[3 * m] && s[1] == MONTHS[3 * m + 1] && s[2] == MONTHS[3 * m + 2]) return m + 1;
     return 0;
 }
 
@@ -860,62 +1022,176 @@ static long find_marker(const char *s, size_t n) {
     return -1;
 }
 
-/* ---------------------------------------------------------------- Python glue */
+/* ---------------------------------------------------------------- parts and threads */
 
-static void out_free(Out *o) {
-    for (int c = 0; c < G.ncols; c++) {
-        free(o->cols[c].vals);
-        free(o->cols[c].valid);
-        free(o->cols[c].data);
-        free(o->cols[c].ends);
-    }
-}
+/* Column memory: its own anonymous mapping, so pages nobody writes stay the shared zero page
+ * (a mask with no missing value costs nothing) -- calloc may hand out recycled heap memory and
+ * clear it. Large blocks ask for huge pages: one fault per 2 MiB instead of per 4 KiB.
+ * The mapping's length is kept in a header just before the block. */
+#define BLOCK_HEAD 64
 
-/* Zeroed column memory. Large blocks (fresh mmaps) ask for huge pages: one fault and one TLB
- * entry per 2 MiB instead of per 4 KiB as the columns fill. */
 static void *column_alloc(size_t count, size_t width) {
-    void *p = calloc(count, width);
-    size_t len = count * width, huge = (size_t)2 << 20;
-    if (p && len >= 2 * huge) {
-        uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1);
-        uintptr_t hi = ((uintptr_t)p + len) & ~(uintptr_t)(huge - 1);
-        if (hi > lo) madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-    }
-    return p;
+    size_t len = BLOCK_HEAD + (count ? count : 1) * width, huge = (size_t)2 << 20;
+    char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    if (len >= 2 * huge) madvise(base, len, MADV_HUGEPAGE);
+    *(size_t *)base = len;
+    return base + BLOCK_HEAD;
 }
 
-static int out_init(Out *o, size_t cap) {
-    memset(o, 0, sizeof *o);
-    o->cap = cap ? cap : 1;
-    for (int c = 0; c < G.ncols; c++) {
-        Column *col = &o->cols[c];
-        int t = G.types[c];
-        col->valid = column_alloc(o->cap, 1);
-        if (t == T_STR) col->ends = column_alloc(o->cap, sizeof(uint32_t));
-        else col->vals = column_alloc(o->cap, (size_t)WIDTH[t]);
-        if (!col->valid || (t == T_STR ? !col->ends : !col->vals)) return -1;
+static void column_free(void *p) {
+    if (p) munmap((char *)p - BLOCK_HEAD, *(size_t *)((char *)p - BLOCK_HEAD));
+}
+
+typedef struct {
+    uint64_t lineno;
+    size_t offset, reason;   /* offset in the whole buffer; reason: index into Part.reasons */
+} LineErr;
+
+#define MAXPARTS 64
+
+typedef struct {
+    const char *s;
+    size_t n, start;         /* bytes, their offset in the whole buffer */
+    size_t newlines, base;   /* base: first row slot of this part in the shared buffers */
+    int non_ascii;
+    uint64_t first_lineno;
+    int ref_year, ref_month;
+    Out *o;
+    St *st;
+    size_t total, other;
+    LineErr *errs;
+    size_t nerr, errcap;
+    char *reasons;
+    size_t rlen, rcap;
+    int oom;
+} Part;
+
+/* Lines in the part, and whether any byte is not ASCII (then the text must be checked as UTF-8
+ * before Arrow gets it): one pass, vectorised, in every thread at once. */
+__attribute__((optimize("O3")))
+static void *count_part(void *arg) {
+    Part *p = arg;
+    const unsigned char *s = (const unsigned char *)p->s;
+    size_t n = p->n, lines = 0;
+    unsigned char any = 0;
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 255 < n ? i + 255 : n;   /* byte counters: at most 255 per block */
+        unsigned char nl = 0;
+        for (; i < end; i++) {
+            nl += s[i] == '\n';
+            any |= s[i];
+        }
+        lines += nl;
     }
+    p->newlines = lines;
+    p->non_ascii = any >> 7;
+    return NULL;
+}
+
+static int part_error(Part *p, uint64_t lineno, size_t offset, const char *reason) {
+    size_t rl = strlen(reason) + 1;
+    if (p->nerr == p->errcap) {
+        size_t cap = p->errcap ? p->errcap * 2 : 64;
+        LineErr *e = realloc(p->errs, cap * sizeof *e);
+        if (!e) return -1;
+        p->errs = e;
+        p->errcap = cap;
+    }
+    if (p->rlen + rl > p->rcap) {
+        size_t cap = p->rcap ? p->rcap * 2 : 4096;
+        while (cap < p->rlen + rl) cap *= 2;
+        char *r = realloc(p->reasons, cap);
+        if (!r) return -1;
+        p->reasons = r;
+        p->rcap = cap;
+    }
+    memcpy(p->reasons + p->rlen, reason, rl);
+    p->errs[p->nerr++] = (LineErr){lineno, p->start + offset, p->rlen};
+    p->rlen += rl;
     return 0;
 }
 
-static int add_error(PyObject *errors, uint64_t lineno, size_t offset, const char *reason) {
-    PyObject *item = Py_BuildValue("(Kns)", (unsigned long long)lineno, (Py_ssize_t)offset, reason);
-    if (!item) return -1;
-    int rc = PyList_Append(errors, item);
-    Py_DECREF(item);
-    return rc;
+static void *parse_part(void *arg) {
+    Part *p = arg;
+    Out *o = p->o;
+    St *st = p->st;
+    const char *s = p->s;
+    size_t n = p->n, pos = 0;
+    uint64_t lineno = p->first_lineno;
+    st->o = o;
+    while (pos < n) {
+        const char *line = s + pos;
+        const char *nl = memchr(line, '\n', n - pos);
+        size_t len = nl ? (size_t)(nl - line) : n - pos;
+        size_t next = pos + len + 1;
+        if (len && line[len - 1] == '\r') len--;
+        p->total++;
+        Env e;
+        int rc = parse_envelope(line, len, p->ref_year, p->ref_month, &e);
+        const char *reason = NULL;
+        if (rc) {
+            if (find_marker(line, len) >= 0) reason = "bad timestamp in envelope";
+            else { p->other++; goto next_line; }
+        } else {
+            const char *msg = line + e.msg;
+            size_t ml = len - e.msg;
+            long m = find_marker(msg, ml);
+            if (m < 0) { p->other++; goto next_line; }
+            if (e.envelope[0] == 'b' && memmem(msg, (size_t)m, "kernel: ", 8)) {
+                reason = "unrecognised line envelope before 'kernel: '";
+            } else if (parse_fields(st, msg + m, ml - (size_t)m)) {
+                reason = st->err;
+            } else {
+                put_u(o, G.c_lineno, lineno);
+                if (e.has_ts) put_f(o, G.c_ts, e.ts);
+                if (e.has_ts) put_u(o, G.c_tslocal, (uint64_t)e.local);
+                if (e.has_uptime) put_f(o, G.c_uptime, e.uptime);
+                if (e.level >= 0) put_u(o, G.c_level, (uint64_t)e.level);
+                if ((e.host && put_s(o, G.c_host, e.host, e.hostlen)) || put_s(o, G.c_envelope, e.envelope, e.envlen) ||
+                    put_s(o, G.c_prefix, msg, (size_t)m)) {
+                    p->oom = 1;
+                    break;
+                }
+                commit(o);
+            }
+        }
+        if (reason) {
+            rollback(o);
+            if (part_error(p, lineno, pos, reason)) { p->oom = 1; break; }
+        }
+    next_line:
+        lineno++;
+        pos = next;
+    }
+    for (int c = 0; c < G.ncols; c++) if (o->cols[c].any) fill_missing(&o->cols[c], G.types[c], o->n);
+    return NULL;
 }
 
-/* Results: the column buffers themselves are handed to Python (no copy, no second set of page
- * faults): a Buffer owns one malloc'ed block and frees it when the last view of it goes. */
+/* Runs fn on every part, the last one in the calling thread. */
+static void run_parts(Part *parts, int nparts, void *(*fn)(void *)) {
+    pthread_t tid[MAXPARTS];
+    int started[MAXPARTS] = {0};
+    for (int k = 0; k < nparts - 1; k++) started[k] = pthread_create(&tid[k], NULL, fn, &parts[k]) == 0;
+    for (int k = 0; k < nparts - 1; k++) if (!started[k]) fn(&parts[k]);
+    fn(&parts[nparts - 1]);
+    for (int k = 0; k < nparts - 1; k++) if (started[k]) pthread_join(tid[k], NULL);
+}
+
+/* ---------------------------------------------------------------- Python glue */
+
+/* The column buffers are handed to Python as they are (no copy, no second set of page faults):
+ * a Buffer owns one block and frees it when the last view of it goes. */
 typedef struct {
     PyObject_HEAD
     void *ptr;
     Py_ssize_t len;
+    int mapped;   /* from column_alloc, else malloc */
 } BufferObject;
 
 static void buffer_dealloc(BufferObject *b) {
-    free(b->ptr);
+    if (b->mapped) column_free(b->ptr);
+    else free(b->ptr);
     Py_TYPE(b)->tp_free((PyObject *)b);
 }
 
@@ -936,139 +1212,221 @@ static PyTypeObject BufferType = {
 };
 
 /* Takes ownership of *ptr (sets it to NULL), also on failure. */
-static PyObject *adopt(void **ptr, size_t len) {
+static PyObject *adopt(void **ptr, size_t len, int mapped) {
     void *p = *ptr ? *ptr : malloc(1);
+    if (!*ptr) mapped = 0;
     *ptr = NULL;
     if (!p) return PyErr_NoMemory();
     BufferObject *b = PyObject_New(BufferObject, &BufferType);
-    if (!b) { free(p); return NULL; }
+    if (!b) { if (mapped) column_free(p); else free(p); return NULL; }
     b->ptr = p;
     b->len = (Py_ssize_t)len;
+    b->mapped = mapped;
     return (PyObject *)b;
 }
 
-/* Arrow large_string offsets from the row ends (a null row repeats the previous offset). */
-static int64_t *string_offsets(Column *col, size_t n) {
-    int64_t *off = malloc((n + 1) * sizeof(int64_t));
-    if (!off) return NULL;
-    off[0] = 0;
-    for (size_t i = 0; i < n; i++) off[i + 1] = col->valid[i] ? (int64_t)col->ends[i] : off[i];
-    return off;
+typedef struct {
+    Part parts[MAXPARTS];
+    int nparts;
+    char *vals[MAXCOLS];
+    uint8_t *mask[MAXCOLS];
+    int any[MAXCOLS];
+} Job;
+
+static void job_free(Job *j) {
+    for (int c = 0; c < G.ncols; c++) {
+        column_free(j->vals[c]);
+        column_free(j->mask[c]);
+    }
+    for (int k = 0; k < j->nparts; k++) {
+        Part *p = &j->parts[k];
+        if (p->o)
+            for (int c = 0; c < G.ncols; c++) {
+                if (G.types[c] == T_STR) column_free(p->o->cols[c].off);
+                else free(p->o->cols[c].off);
+                column_free(p->o->cols[c].bits);
+                free(p->o->cols[c].data);
+                free(p->o->cols[c].slots);
+            }
+        free(p->o);
+        free(p->st);
+        free(p->errs);
+        free(p->reasons);
+    }
 }
 
-static PyObject *column_result(Out *o, int c, int64_t **offsets) {
-    Column *col = &o->cols[c];
-    size_t n = o->n;
-    if (!col->any) Py_RETURN_NONE;
-    PyObject *a, *b, *v;
-    if (G.types[c] != T_STR) {
-        a = adopt((void **)&col->vals, n * WIDTH[G.types[c]]);
-        v = adopt((void **)&col->valid, n);
-        if (!a || !v) { Py_XDECREF(a); Py_XDECREF(v); return NULL; }
-        return Py_BuildValue("(NN)", a, v);
+/* Shared number buffers for every row slot; each part's text columns in blocks of its own. */
+static int job_alloc(Job *j) {
+    size_t slots = 0;
+    for (int k = 0; k < j->nparts; k++) {
+        j->parts[k].base = slots;
+        slots += j->parts[k].newlines + 1;
     }
-    a = adopt((void **)&offsets[c], (n + 1) * sizeof(int64_t));
-    b = adopt((void **)&col->data, col->dlen);
-    v = adopt((void **)&col->valid, n);
-    if (!a || !b || !v) { Py_XDECREF(a); Py_XDECREF(b); Py_XDECREF(v); return NULL; }
-    return Py_BuildValue("(NNN)", a, b, v);
+    for (int c = 0; c < G.ncols; c++) {
+        int t = G.types[c];
+        if (t == T_STR) continue;
+        if (!(j->vals[c] = column_alloc(slots, (size_t)WIDTH[t]))) return -1;
+        if (t != T_F64 && t != T_CAT && !(j->mask[c] = column_alloc(slots, 1))) return -1;
+    }
+    for (int k = 0; k < j->nparts; k++) {
+        Part *p = &j->parts[k];
+        size_t cap = p->newlines + 1;
+        if (!(p->o = calloc(1, sizeof(Out))) || !(p->st = malloc(sizeof(St)))) return -1;
+        p->o->cap = cap;
+        for (int c = 0; c < G.ncols; c++) {
+            Column *col = &p->o->cols[c];
+            if (G.types[c] == T_STR) {
+                if (!(col->off = column_alloc(cap + 1, sizeof(int64_t))) || !(col->bits = column_alloc(cap / 8 + 1, 1)))
+                    return -1;
+            } else {
+                col->vals = j->vals[c] + p->base * (size_t)WIDTH[G.types[c]];
+                if (j->mask[c]) col->mask = j->mask[c] + p->base;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Close the gaps between the parts' row ranges (lines that gave no row) and fill every
+ * column some part used with missing values in the parts that did not. */
+static size_t job_join(Job *j) {
+    size_t rows = 0;
+    for (int c = 0; c < G.ncols; c++)
+        for (int k = 0; k < j->nparts; k++) j->any[c] |= j->parts[k].o->cols[c].any;
+    for (int k = 0; k < j->nparts; k++) {
+        Out *o = j->parts[k].o;
+        for (int c = 0; c < G.ncols; c++) {
+            int t = G.types[c];
+            if (!j->any[c]) continue;
+            if (!o->cols[c].any) fill_missing(&o->cols[c], t, o->n);
+            if (t == T_STR || rows == j->parts[k].base) continue;
+            size_t w = (size_t)WIDTH[t];
+            memmove(j->vals[c] + rows * w, o->cols[c].vals, o->n * w);
+            if (j->mask[c]) memmove(j->mask[c] + rows, o->cols[c].mask, o->n);
+        }
+        rows += o->n;
+    }
+    return rows;
+}
+
+/* (values, mask) for numbers and booleans, (values,) for floats, [(rows, offsets, data, bitmap)
+ * per part] for text, None for a column no line filled. */
+static PyObject *column_result(Job *j, int c, size_t rows) {
+    int t = G.types[c];
+    if (!j->any[c]) Py_RETURN_NONE;
+    if (t == T_F64) return Py_BuildValue("(N)", adopt((void **)&j->vals[c], rows * 8, 1));
+    if (t == T_CAT) {   /* (codes, [(part rows, number of values, offsets, data) per part]) */
+        PyObject *codes = adopt((void **)&j->vals[c], rows * 4, 1), *parts = PyList_New(0);
+        for (int k = 0; codes && parts && k < j->nparts; k++) {
+            Column *col = &j->parts[k].o->cols[c];
+            PyObject *off = adopt((void **)&col->off, col->ncat ? (col->ncat + 1) * sizeof(int64_t) : 0, 0);
+            PyObject *data = adopt((void **)&col->data, col->dlen, 0);
+            PyObject *item = (off && data) ? Py_BuildValue("(nnNN)", (Py_ssize_t)j->parts[k].o->n,
+                                                           (Py_ssize_t)col->ncat, off, data) : NULL;
+            if (!item) { Py_XDECREF(off); Py_XDECREF(data); Py_CLEAR(parts); break; }
+            if (PyList_Append(parts, item)) Py_CLEAR(parts);
+            Py_DECREF(item);
+        }
+        if (!codes || !parts) { Py_XDECREF(codes); Py_XDECREF(parts); return NULL; }
+        return Py_BuildValue("(NN)", codes, parts);
+    }
+    if (t != T_STR) {
+        PyObject *a = adopt((void **)&j->vals[c], rows * (size_t)WIDTH[t], 1);
+        PyObject *m = adopt((void **)&j->mask[c], rows, 1);
+        if (!a || !m) { Py_XDECREF(a); Py_XDECREF(m); return NULL; }
+        return Py_BuildValue("(NN)", a, m);
+    }
+    PyObject *chunks = PyList_New(0);
+    for (int k = 0; chunks && k < j->nparts; k++) {
+        Out *o = j->parts[k].o;
+        Column *col = &o->cols[c];
+        if (!o->n) continue;
+        PyObject *off = adopt((void **)&col->off, (o->n + 1) * sizeof(int64_t), 1);
+        PyObject *data = adopt((void **)&col->data, col->dlen, 0);
+        PyObject *bits = adopt((void **)&col->bits, (o->n + 7) / 8, 1);
+        PyObject *item = (off && data && bits) ? Py_BuildValue("(nNNN)", (Py_ssize_t)o->n, off, data, bits) : NULL;
+        if (!item) { Py_XDECREF(off); Py_XDECREF(data); Py_XDECREF(bits); Py_CLEAR(chunks); break; }
+        if (PyList_Append(chunks, item)) Py_CLEAR(chunks);
+        Py_DECREF(item);
+    }
+    return chunks;
+}
+
+static PyObject *job_errors(Job *j) {
+    PyObject *errors = PyList_New(0);
+    for (int k = 0; errors && k < j->nparts; k++) {
+        Part *p = &j->parts[k];
+        for (size_t i = 0; i < p->nerr; i++) {
+            PyObject *item = Py_BuildValue("(Kns)", (unsigned long long)p->errs[i].lineno, (Py_ssize_t)p->errs[i].offset,
+                                           p->reasons + p->errs[i].reason);
+            if (!item || PyList_Append(errors, item)) Py_CLEAR(errors);
+            Py_XDECREF(item);
+            if (!errors) break;
+        }
+    }
+    return errors;
 }
 
 static PyObject *py_parse(PyObject *self, PyObject *args) {
     Py_buffer buf;
     unsigned long long first_lineno;
-    int ref_year, ref_month;
+    int ref_year, ref_month, nparts = 1;
     if (!G.configured) {
         PyErr_SetString(PyExc_RuntimeError, "_iplogcore.configure() was not called");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "y*Kii", &buf, &first_lineno, &ref_year, &ref_month)) return NULL;
+    if (!PyArg_ParseTuple(args, "y*Kii|i", &buf, &first_lineno, &ref_year, &ref_month, &nparts)) return NULL;
+    Job *j = calloc(1, sizeof(Job));
+    PyObject *result = NULL, *cols = NULL, *errors = NULL;
+    if (!j) { PyErr_NoMemory(); goto done; }
     const char *s = buf.buf;
-    size_t n = (size_t)buf.len;
-    size_t lines = 1;
-    Py_BEGIN_ALLOW_THREADS   /* other parts are counting and parsing meanwhile */
-    for (const char *p = s; (p = memchr(p, '\n', (size_t)(s + n - p))) != NULL; p++) lines++;
-    Py_END_ALLOW_THREADS
-    Out *o = malloc(sizeof(Out));
-    St *st = malloc(sizeof(St));
-    PyObject *errors = PyList_New(0);
-    PyObject *result = NULL;
-    if (!o || !st || !errors || out_init(o, lines)) {
-        PyErr_NoMemory();
-        goto done;
+    size_t n = (size_t)buf.len, start = 0;
+    if (nparts < 1) nparts = 1;
+    if (nparts > MAXPARTS) nparts = MAXPARTS;
+    for (int k = 0; k < nparts && start < n; k++) {   /* cut at line ends, about equal sizes */
+        size_t end = k == nparts - 1 ? n : n / (size_t)nparts * (size_t)(k + 1);
+        if (end < start) end = start;
+        const char *nl = end < n ? memchr(s + end, '\n', n - end) : NULL;
+        end = (end >= n || !nl) ? n : (size_t)(nl - s) + 1;
+        j->parts[j->nparts++] = (Part){.s = s + start, .n = end - start, .start = start,
+                                        .ref_year = ref_year, .ref_month = ref_month};
+        start = end;
     }
-    st->o = o;
-    size_t pos = 0, other = 0, total = 0;
+    if (!j->nparts) j->parts[j->nparts++] = (Part){.s = s, .n = 0, .ref_year = ref_year, .ref_month = ref_month};
+    int failed;
+    size_t rows = 0, total = 0, other = 0;
+    Py_BEGIN_ALLOW_THREADS
+    run_parts(j->parts, j->nparts, count_part);
     uint64_t lineno = first_lineno;
-    Py_BEGIN_ALLOW_THREADS
-    while (pos < n) {
-        const char *line = s + pos;
-        const char *nl = memchr(line, '\n', n - pos);
-        size_t len = nl ? (size_t)(nl - line) : n - pos;
-        size_t next = pos + len + 1;
-        if (len && line[len - 1] == '\r') len--;
-        total++;
-        Env e;
-        int rc = parse_envelope(line, len, ref_year, ref_month, &e);
-        const char *reason = NULL;
-        if (rc) {
-            if (find_marker(line, len) >= 0) reason = "bad timestamp in envelope";
-            else { other++; goto next_line; }
-        } else {
-            const char *msg = line + e.msg;
-            size_t ml = len - e.msg;
-            long m = find_marker(msg, ml);
-            if (m < 0) { other++; goto next_line; }
-            if (e.envelope[0] == 'b' && memmem(msg, (size_t)m, "kernel: ", 8)) {
-                reason = "unrecognised line envelope before 'kernel: '";
-            } else if (parse_fields(st, msg + m, ml - (size_t)m)) {
-                reason = st->err;
-            } else {
-                put_u(o, G.c_lineno, lineno);
-                if (e.has_ts) put_f(o, G.c_ts, e.ts);
-                if (e.has_ts) put_u(o, G.c_tslocal, (uint64_t)e.local);
-                if (e.has_uptime) put_f(o, G.c_uptime, e.uptime);
-                if (e.level >= 0) put_u(o, G.c_level, (uint64_t)e.level);
-                if (e.host) put_s(o, G.c_host, e.host, e.hostlen);
-                put_s(o, G.c_envelope, e.envelope, e.envlen);
-                put_s(o, G.c_prefix, msg, (size_t)m);
-                commit(o);
-            }
-        }
-        if (reason) {
-            rollback(o);
-            Py_BLOCK_THREADS
-            rc = add_error(errors, lineno, pos, reason);
-            Py_UNBLOCK_THREADS
-            if (rc) break;
-        }
-    next_line:
-        lineno++;
-        pos = next;
+    for (int k = 0; k < j->nparts; k++) {
+        j->parts[k].first_lineno = lineno;
+        lineno += j->parts[k].newlines;
     }
+    failed = job_alloc(j);
+    if (!failed) {
+        run_parts(j->parts, j->nparts, parse_part);
+        for (int k = 0; k < j->nparts; k++) failed |= j->parts[k].oom;
+    }
+    if (!failed) rows = job_join(j);
     Py_END_ALLOW_THREADS
-    if (PyErr_Occurred()) goto done;
-    int64_t **offsets = calloc((size_t)G.ncols, sizeof(int64_t *));
-    if (!offsets) { PyErr_NoMemory(); goto done; }
-    int oom = 0;
-    Py_BEGIN_ALLOW_THREADS
-    for (int c = 0; c < G.ncols; c++)
-        if (G.types[c] == T_STR && o->cols[c].any && !(offsets[c] = string_offsets(&o->cols[c], o->n))) oom = 1;
-    Py_END_ALLOW_THREADS
-    PyObject *cols = oom ? PyErr_NoMemory() : PyList_New(G.ncols);
-    for (int c = 0; cols && c < G.ncols; c++) {
-        PyObject *r = column_result(o, c, offsets);
-        if (!r) { Py_CLEAR(cols); break; }
+    if (failed) { PyErr_NoMemory(); goto done; }
+    for (int k = 0; k < j->nparts; k++) {
+        total += j->parts[k].total;
+        other += j->parts[k].other;
+    }
+    if (!(errors = job_errors(j)) || !(cols = PyList_New(G.ncols))) goto done;
+    for (int c = 0; c < G.ncols; c++) {
+        PyObject *r = column_result(j, c, rows);
+        if (!r) { Py_CLEAR(cols); goto done; }
         PyList_SET_ITEM(cols, c, r);
     }
-    for (int c = 0; c < G.ncols; c++) free(offsets[c]);
-    free(offsets);
-    if (!cols) goto done;
-    result = Py_BuildValue("(nOOnn)", (Py_ssize_t)o->n, cols, errors, (Py_ssize_t)total, (Py_ssize_t)other);
-    Py_DECREF(cols);
+    int non_ascii = 0;
+    for (int k = 0; k < j->nparts; k++) non_ascii |= j->parts[k].non_ascii;
+    result = Py_BuildValue("(nOOnni)", (Py_ssize_t)rows, cols, errors, (Py_ssize_t)total, (Py_ssize_t)other,
+                           non_ascii);
 done:
-    if (o) { out_free(o); free(o); }
-    free(st);
+    if (j) { job_free(j); free(j); }
+    Py_XDECREF(cols);
     Py_XDECREF(errors);
     PyBuffer_Release(&buf);
     return result;
@@ -1106,9 +1464,9 @@ static PyObject *py_configure(PyObject *self, PyObject *args) {
         for (int r = 0; r < ctx->nreq; r++) ctx->req[r] = (int)PyLong_AsLong(PyList_GET_ITEM(req, r));
     }
     PyObject *roles, *protos, *from;
-    if (!PyArg_ParseTuple(special, "(iiiiii)(iiiiiiiii)OOO", &G.hdr, &G.ip4, &G.ip6, &G.arp, &G.trailer, &G.other,
+    if (!PyArg_ParseTuple(special, "(iiiiii)(iiiiiiiiiiii)OOO", &G.hdr, &G.ip4, &G.ip6, &G.arp, &G.trailer, &G.other,
                           &G.c_lineno, &G.c_ts, &G.c_uptime, &G.c_host, &G.c_envelope, &G.c_level, &G.c_prefix,
-                          &G.c_family, &G.c_tslocal, &roles, &protos, &from))
+                          &G.c_family, &G.c_tslocal, &G.c_saddr, &G.c_daddr, &G.c_dst, &roles, &protos, &from))
         return NULL;
     if (PyList_Size(roles) != NROLES) return PyErr_Format(PyExc_ValueError, "roles");
     for (int r = 0; r < NROLES; r++)
@@ -1129,7 +1487,8 @@ static PyObject *py_configure(PyObject *self, PyObject *args) {
 static PyMethodDef METHODS[] = {
     {"configure", py_configure, METH_VARARGS, "Load the grammar tables from fields.py."},
     {"parse", py_parse, METH_VARARGS,
-     "parse(buffer, first_lineno, ref_year, ref_month) -> (rows, columns, errors, lines, other_lines)"},
+     "parse(buffer, first_lineno, ref_year, ref_month, parts=1) -> (rows, columns, errors, lines, other_lines,\n"
+     "non_ascii); the buffer is cut at line ends into `parts` parsed by as many threads"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -84,7 +84,7 @@ def _configure_core(mod) -> None:
         contexts.append((table, required, ext_rank))
     ctx = tuple(CONTEXT_NAMES.index(c) for c in ("hdr", "ip4", "ip6", "arp", "trailer", "other"))
     line = tuple(COLUMN_INDEX[c] for c in ("lineno", "ts", "uptime", "host", "envelope", "level", "prefix",
-                                           "family", "ts_local"))
+                                           "family", "ts_local", "saddr", "daddr", "dst"))
     roles = [(COLUMN_INDEX[r], COLUMN_INDEX.get(INNER_PREFIX + r, -1))
              for r in ("truncated", "incomplete", "frag", "ip6_frag", "ip6_frag_id", "ip6_mf", "ip6_ext",
                        "proto", "src")]
@@ -94,6 +94,7 @@ def _configure_core(mod) -> None:
 
 
 def _arrays_from_core(nrows: int, results: list) -> dict:
+    """Wrap the tokenizer's column memory as pandas arrays as it is (no copy, no new pages)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -103,23 +104,55 @@ def _arrays_from_core(nrows: int, results: list) -> dict:
         if res is None:
             continue
         kind = ALL_COLUMNS[name]
-        valid = np.frombuffer(res[-1], dtype=np.bool_)
-        if kind == Col.STR:
-            offsets, data, _ = res
-            bitmap = np.packbits(valid, bitorder="little")
-            arr = pa.LargeStringArray.from_buffers(nrows, pa.py_buffer(offsets), pa.py_buffer(data),
-                                              pa.py_buffer(bitmap.tobytes()))
-            out[name] = pd.arrays.ArrowStringArray(arr)
-        elif kind == Col.F64:
-            vals = np.frombuffer(res[0], dtype=np.float64)
-            out[name] = np.where(valid, vals, np.nan)
-        elif kind == Col.BOOL:
-            vals = np.frombuffer(res[0], dtype=np.uint8).astype(bool)
-            out[name] = pd.arrays.BooleanArray(vals, ~valid)
+        if kind == Col.STR:   # one Arrow chunk per part the buffer was cut into
+            chunks = [pa.LargeStringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(data),
+                                                       pa.py_buffer(bitmap))
+                      for rows, offsets, data, bitmap in res]
+            out[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, pa.large_string()))
+        elif kind == Col.CAT:
+            out[name] = _categories_from_parts(*res)
+        elif kind == Col.F64:   # NaN where missing
+            out[name] = np.frombuffer(res[0], dtype=np.float64)
         else:
-            dtype = {Col.U8: np.uint8, Col.U16: np.uint16, Col.U32: np.uint32, Col.U64: np.uint64}[kind]
-            out[name] = pd.arrays.IntegerArray(np.frombuffer(res[0], dtype=dtype), ~valid)
+            mask = np.frombuffer(res[1], dtype=np.bool_)
+            if kind == Col.BOOL:
+                out[name] = pd.arrays.BooleanArray(np.frombuffer(res[0], dtype=np.bool_), mask)
+            else:
+                out[name] = pd.arrays.IntegerArray(np.frombuffer(res[0], dtype=_NUMPY_INT[kind]), mask)
     return out
+
+
+_NUMPY_INT = {Col.U8: "uint8", Col.U16: "uint16", Col.U32: "uint32", Col.U64: "uint64"}
+
+
+def _categories_from_parts(codes_buffer, parts: list):
+    """Each part coded its values in the order it met them: recode every part's rows (in place)
+    to the sorted union of the parts' values."""
+    import numpy as np
+
+    codes = np.frombuffer(codes_buffer, dtype=np.int32)
+    values = []
+    for _rows, count, offsets, data in parts:
+        ends = np.frombuffer(offsets, dtype=np.int64) if count else np.zeros(1, np.int64)
+        text = bytes(memoryview(data))
+        values.append([text[ends[i]:ends[i + 1]].decode("utf-8") for i in range(count)])
+    categories = sorted(set().union(*values))
+    rank = {v: i for i, v in enumerate(categories)}
+    start = 0
+    for (rows, _count, _o, _d), part_values in zip(parts, values):
+        recode = np.array([rank[v] for v in part_values] + [-1], dtype=np.int32)   # code -1 stays -1
+        if rows and not np.array_equal(recode[:-1], np.arange(len(part_values))):
+            np.take(recode, codes[start:start + rows], out=codes[start:start + rows])
+        start += rows
+    return _categorical(codes, categories)
+
+
+def _categorical(codes, categories: list):
+    """pandas Categorical from codes (-1 = missing) and its sorted categories, trusted as given."""
+    import pandas as pd
+
+    dtype = pd.CategoricalDtype(pd.Index(categories, dtype="str"))
+    return pd.Categorical.from_codes(codes, dtype=dtype, validate=False)
 
 
 def _arrays_from_rows(rows: list[dict]) -> dict:
@@ -134,7 +167,11 @@ def _arrays_from_rows(rows: list[dict]) -> dict:
         if name not in present:
             continue
         values = [row.get(name) for row in rows]
-        if kind == Col.F64:
+        if kind == Col.CAT:
+            categories = sorted({v for v in values if v is not None})
+            rank = {v: i for i, v in enumerate(categories)}
+            out[name] = _categorical(np.array([-1 if v is None else rank[v] for v in values], np.int32), categories)
+        elif kind == Col.F64:
             out[name] = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
         else:
             out[name] = pd.array(values, dtype=PANDAS_DTYPE[kind])
@@ -144,57 +181,30 @@ def _arrays_from_rows(rows: list[dict]) -> dict:
 def _null_array(kind: Col, n: int):
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
 
     if kind == Col.STR:
-        return pd.arrays.ArrowStringArray(pa.nulls(n, pa.string()))
+        return _repeated(None, n)
+    if kind == Col.CAT:
+        return _categorical(np.full(n, -1, np.int8), [])
     if kind == Col.F64:
         return np.full(n, np.nan)
     if kind == Col.BOOL:
         return pd.arrays.BooleanArray(np.zeros(n, bool), np.ones(n, bool))
-    dtype = {Col.U8: "uint8", Col.U16: "uint16", Col.U32: "uint32", Col.U64: "uint64"}[kind]
-    return pd.arrays.IntegerArray(np.zeros(n, dtype), np.ones(n, bool))
+    return pd.arrays.IntegerArray(np.zeros(n, _NUMPY_INT[kind]), np.ones(n, bool))
 
 
-def _merge_parts(parts: list[tuple[dict, int]]) -> dict:
-    """Join the column arrays of consecutive parts (columns a part lacks are null there)."""
-    import numpy as np
+REPEAT_CHUNK = 1 << 16
+
+
+def _repeated(text: str | None, n: int):
+    """A string array holding one value (or null) n times: one Arrow chunk of up to REPEAT_CHUNK
+    rows, shared by every chunk, instead of n copies of the text in fresh memory."""
     import pandas as pd
     import pyarrow as pa
 
-    if len(parts) == 1:
-        return parts[0][0]
-    names = [n for n in ALL_COLUMNS if any(n in arrays for arrays, _ in parts)]
-    out = {}
-    for name in names:
-        kind = ALL_COLUMNS[name]
-        pieces = [arrays.get(name) if name in arrays else _null_array(kind, rows) for arrays, rows in parts]
-        if kind == Col.STR:
-            chunks = [c for p in pieces for c in pa.chunked_array(pa.array(p)).chunks]
-            chunks = [c if c.type == pa.large_string() else c.cast(pa.large_string()) for c in chunks]
-            out[name] = pd.arrays.ArrowStringArray(pa.chunked_array(chunks, pa.large_string()))
-        elif kind == Col.F64:
-            out[name] = np.concatenate(pieces)
-        elif kind == Col.BOOL:
-            out[name] = pd.arrays.BooleanArray(np.concatenate([p._data for p in pieces]),
-                                               np.concatenate([p._mask for p in pieces]))
-        else:   # masked integers: join values and masks directly (no Series, no per-piece copies)
-            out[name] = pd.arrays.IntegerArray(np.concatenate([p._data for p in pieces]),
-                                               np.concatenate([p._mask for p in pieces]))
-    return out
-
-
-def _split_lines(data: bytes, parts: int) -> list[tuple[int, int]]:
-    """Byte ranges of about equal size that start and end on line boundaries."""
-    bounds, start = [], 0
-    for k in range(1, parts):
-        cut = _find_newline(data, len(data) * k // parts)
-        if cut < 0 or cut + 1 <= start:
-            continue
-        bounds.append((start, cut + 1))
-        start = cut + 1
-    bounds.append((start, len(data)))
-    return bounds
+    block = pa.array([text] * min(n, REPEAT_CHUNK), pa.large_string())
+    chunks = [block] * (n // REPEAT_CHUNK) + ([block.slice(0, n % REPEAT_CHUNK)] if n % REPEAT_CHUNK else [])
+    return pd.arrays.ArrowStringArray(pa.chunked_array(chunks or [block], pa.large_string()))
 
 
 def _find_newline(data, pos: int) -> int:
@@ -209,41 +219,24 @@ def _find_newline(data, pos: int) -> int:
     return -1
 
 
-def parse_buffer(data: bytes, first_lineno: int, ref_year: int, ref_month: int, engine: str = "auto"):
+def parse_buffer(data: bytes, first_lineno: int, ref_year: int, ref_month: int, engine: str = "auto",
+                 parts: int | None = None):
     """Parse a buffer of whole lines -> (column arrays, nrows, [(lineno, offset, reason)], lines, other).
 
-    The C tokenizer releases the GIL, so a large buffer is cut at line boundaries and parsed on
-    every core at once; the parts' columns are then joined in order.
+    The C tokenizer cuts a large buffer at line boundaries into `parts` (default: one per core and
+    MiB) parsed at once, each straight into its row range of one set of column buffers.
     """
     mod = core() if engine in ("auto", "c") else None
     if engine == "c" and mod is None:
         from ..errors import EnvironmentProblem
         raise EnvironmentProblem("the C iptables-log tokenizer is not built", "run `make setup`")
     if mod is None:
-        return _parse_buffer_python(data, first_lineno, ref_year, ref_month)
-    view = memoryview(data)
-    ranges = _split_lines(data, max(1, min(os.cpu_count() or 1, len(data) >> 20)))
-
-    def run(k):   # line numbers restart at 0 in each part; shifted below
-        start, end = ranges[k]
-        return mod.parse(view[start:end], 0, ref_year, ref_month)
-
-    if len(ranges) == 1:
-        results = [run(0)]
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(len(ranges)) as pool:
-            results = list(pool.map(run, range(len(ranges))))
-    parts, errors, lines, other = [], [], 0, 0
-    for (start, _end), (nrows, cols, errs, n_lines, n_other) in zip(ranges, results):
-        arrays = _arrays_from_core(nrows, cols)
-        if "lineno" in arrays:
-            arrays["lineno"] = arrays["lineno"] + (first_lineno + lines)
-        parts.append((arrays, nrows))
-        errors.extend((first_lineno + lines + ln, start + off, why) for ln, off, why in errs)
-        lines += n_lines
-        other += n_other
-    return _merge_parts(parts), sum(n for _, n in parts), errors, lines, other
+        return _parse_buffer_python(_clean_utf8(data), first_lineno, ref_year, ref_month)
+    parts = parts or max(1, min(os.cpu_count() or 1, len(data) >> 20))
+    nrows, cols, errors, lines, other, non_ascii = mod.parse(data, first_lineno, ref_year, ref_month, parts)
+    if non_ascii and not _is_utf8(data):   # rare: parse again with invalid bytes made U+FFFD
+        nrows, cols, errors, lines, other, _ = mod.parse(_clean_utf8(data), first_lineno, ref_year, ref_month, parts)
+    return _arrays_from_core(nrows, cols), nrows, errors, lines, other
 
 
 def _parse_buffer_python(data: bytes, first_lineno: int, ref_year: int, ref_month: int):
@@ -271,6 +264,14 @@ def _parse_buffer_python(data: bytes, first_lineno: int, ref_year: int, ref_mont
 
 
 # ---------------------------------------------------------------- inputs
+
+def _is_utf8(data) -> bool:
+    try:
+        str(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
 
 def _clean_utf8(data):
     """The columns are Arrow strings: make invalid UTF-8 visible (U+FFFD) instead of failing."""
@@ -382,12 +383,14 @@ def is_journal_json(first: bytes) -> bool:
 
 # ---------------------------------------------------------------- frame
 
+def _local_is_utc() -> bool:
+    return time.timezone == 0 and not time.daylight
+
+
 def _local_to_utc(ts, local_mask) -> None:
     """Local wall-clock seconds (computed as if UTC) -> true UTC, in place, per distinct hour."""
     import numpy as np
 
-    if time.timezone == 0 and not time.daylight:
-        return
     idx = np.flatnonzero(local_mask & ~np.isnan(ts))
     if not len(idx):
         return
@@ -413,34 +416,34 @@ def _finish(arrays: dict, nrows: int, file_col, boot: float | None, report: Pars
     def col(name):
         return arrays[name] if name in arrays else _null_array(ALL_COLUMNS[name], nrows)
 
-    ts = np.array(col("ts"), dtype=np.float64)
-    if "ts_local" in arrays:
-        _local_to_utc(ts, np.asarray(arrays["ts_local"].fillna(False), dtype=bool))
-    uptime = np.asarray(col("uptime"), dtype=np.float64)
-    need = np.isnan(ts) & ~np.isnan(uptime)
+    ts = col("ts")   # a float64 array of our own (NaN where missing): adjusted in place
+    if "ts_local" in arrays and not _local_is_utc():
+        local = arrays["ts_local"]
+        _local_to_utc(ts, np.asarray(local._data & ~local._mask, dtype=bool))
+    uptime = col("uptime")
+    need = np.isnan(ts) & ~np.isnan(uptime) if "uptime" in arrays else np.zeros(nrows, bool)
     if boot is not None:
-        ts = np.where(need, boot + uptime, ts)
+        np.copyto(ts, uptime + boot, where=need)
     else:
         report.uptime_only += int(need.sum())
     bits = col("tcp_flag_bits")
     rst = (bits.to_numpy(dtype="uint16", na_value=0) & RST_BIT) != 0
     kind = _labels(["packet", "reset-sent"], rst.astype(np.int8))
     in_dev, out_dev = col("in"), col("out")
-    has_in = np.asarray(in_dev.fillna("") != "", dtype=bool)
-    has_out = np.asarray(out_dev.fillna("") != "", dtype=bool)
-    chain = _labels([None, "OUTPUT", "INPUT", "FORWARD"], has_in.astype(np.int8) * 2 + has_out)
+    seen = _nonempty(in_dev) * 2 + _nonempty(out_dev)   # 1 OUTPUT, 2 INPUT, 3 FORWARD
+    chain = _categorical(np.array([-1, 2, 1, 0], np.int8)[seen], ["FORWARD", "INPUT", "OUTPUT"])
     spt, dpt = col("spt"), col("dpt")
     columns = {
         "ts": ts,
-        "source": _labels([SOURCE], np.zeros(nrows, np.int8)),
+        "source": _repeated(SOURCE, nrows),
         "kind": kind,
         "family": col("family"),
-        "saddr": _compressed(col("src")), "sport": spt, "daddr": _compressed(col("dst")), "dport": dpt,
+        "saddr": col("saddr"), "sport": spt, "daddr": col("daddr"), "dport": dpt,
     }
     extra = {"prefix": col("prefix"), "chain": chain, "host": col("host"),
              "tcp_flags": _flags_text(bits), "file": file_col, "lineno": col("lineno"),
              "envelope": col("envelope"), "uptime": uptime, "level": col("level")}
-    skip = {"ts", "ts_local", "uptime", "lineno", "host", "envelope", "level", "prefix", "family"}
+    skip = {"ts", "ts_local", "uptime", "lineno", "host", "envelope", "level", "prefix", "family", "saddr", "daddr"}
     for name in ALL_COLUMNS:
         if name in skip or name in extra:
             continue
@@ -452,10 +455,13 @@ def _finish(arrays: dict, nrows: int, file_col, boot: float | None, report: Pars
     columns.update(extra)
     # One constructor call over the finished arrays: no per-column insert copies.
     frame = pd.DataFrame(columns, copy=False)
-    dtypes = {name: (PANDAS_DTYPE[ALL_COLUMNS[name]] if name in ALL_COLUMNS else "string")
+    dtypes = {name: (PANDAS_DTYPE[ALL_COLUMNS[name]] if name in ALL_COLUMNS else DERIVED_DTYPES[name])
               for name in extra if name not in DTYPES}
-    dtypes["uptime"] = "float64"
     return conform(frame, dtypes)
+
+
+# Columns _finish derives (not filled by the parser); the rest have fields.PANDAS_DTYPE.
+DERIVED_DTYPES = {"chain": "category", "tcp_flags": "category", "file": "string"}
 
 
 _COL_OF_DTYPE = {v: k for k, v in PANDAS_DTYPE.items()}
@@ -469,39 +475,47 @@ def _labels(labels: list, codes):
     import pandas as pd
     import pyarrow as pa
 
-    table = pa.array(labels, pa.string())
+    table = pa.array(labels, pa.large_string())
     return pd.arrays.ArrowStringArray(table.take(pa.array(np.asarray(codes, dtype=np.int32))))
 
 
-def _compressed(addresses):
-    """saddr/daddr in the usual short form (the kernel prints IPv6 in full), per distinct value."""
-    import ipaddress
+def _nonempty(cat):
+    """Per row: the categorical holds a value other than ''."""
+    import numpy as np
 
-    import pandas as pd
-
-    codes, uniques = pd.factorize(addresses)
-    if not any(":" in a for a in uniques):
-        return addresses
-    short = [ipaddress.ip_address(a).compressed if ":" in a else a for a in uniques]
-    return _labels([None] + short, codes + 1)
+    keep = np.array([v != "" for v in cat.categories] + [False])
+    return keep[cat.codes].astype(np.int8)
 
 
 def _flags_text(bits):
+    """tcp_flags ('ACK RST') as a Categorical of the flag combinations that occur."""
     import numpy as np
-    import pandas as pd
-    import pyarrow as pa
 
-    table = pa.array([tcp_flags_text(b) for b in range(512)], pa.string())
-    codes = pa.array(bits.to_numpy(dtype="int32", na_value=0) & 0x1FF, mask=np.asarray(bits.isna()))
-    return pd.arrays.ArrowStringArray(table.take(codes))
+    values = bits.to_numpy(dtype="int32", na_value=-1)
+    present = values >= 0
+    used = np.flatnonzero(np.bincount(values[present] & 0x1FF, minlength=512))
+    names = {int(b): tcp_flags_text(int(b)) for b in used}
+    categories = sorted(set(names.values()))
+    lut = np.full(513, -1, np.int16)   # index 512: missing
+    for b, name in names.items():
+        lut[b] = categories.index(name)
+    return _categorical(lut[np.where(present, values & 0x1FF, 512)], categories)
 
 
 def _concat(frames: list):
+    """Frames of several chunks or files; categorical columns get the union of their categories."""
+    import numpy as np
     import pandas as pd
 
     frames = [f for f in frames if len(f)] or frames[:1]
     if len(frames) == 1:
         return frames[0]
+    names = {n for f in frames for n, dtype in f.dtypes.items() if isinstance(dtype, pd.CategoricalDtype)}
+    for name in names:   # one dtype for every frame, else pandas falls back to object
+        categories = sorted(set().union(*(f[name].cat.categories for f in frames if name in f.columns)))
+        frames = [f.assign(**{name: (f[name].cat.set_categories(categories) if name in f.columns else
+                                     _categorical(np.full(len(f), -1, np.int8), categories))})
+                  for f in frames]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -528,17 +542,9 @@ def parse_iptables_log(paths: str | os.PathLike | Iterable[str | os.PathLike], *
             fh, mtime = _open(path)
             blocks, path_boot = _chunks(fh), boot
         frames.extend(_parse_blocks(blocks, path, mtime, year, engine, path_boot, report, all_columns))
-    frame = _concat(frames) if frames else _finish({}, 0, _file_column("", 0), boot, report, all_columns)
+    frame = _concat(frames) if frames else _finish({}, 0, _repeated("", 0), boot, report, all_columns)
     frame.attrs["iplog"] = report.as_dict()
     return frame, report
-
-
-def _file_column(path: str, n: int):
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    return pd.array(pa.array([path], pa.string()).take(np.zeros(n, dtype=np.int64)), dtype="string")
 
 
 def _parse_blocks(blocks: Iterable[bytes], path: str, mtime, year, engine, boot, report: ParseReport,
@@ -553,7 +559,6 @@ def _parse_blocks(blocks: Iterable[bytes], path: str, mtime, year, engine, boot,
         original = block
         if json_mode:
             block = _journal_json_to_lines(block)
-        block = _clean_utf8(block)
         arrays, nrows, errors, lines, other = parse_buffer(block, lineno, ref_year, ref_month, engine)
         report.lines += lines
         report.log_lines += nrows
@@ -563,9 +568,9 @@ def _parse_blocks(blocks: Iterable[bytes], path: str, mtime, year, engine, boot,
             text = src_lines[err_lineno - lineno].decode("utf-8", "replace")[:300]
             report.errors.append(LineProblem(path, err_lineno, reason, text))
         if json_mode and "envelope" in arrays:
-            import pandas as pd
-            arrays["envelope"] = pd.array(["journal-json"] * nrows, dtype="string")
-        yield _finish(arrays, nrows, _file_column(path, nrows), boot, report, all_columns)
+            import numpy as np
+            arrays["envelope"] = _categorical(np.zeros(nrows, np.int8), ["journal-json"])
+        yield _finish(arrays, nrows, _repeated(path, nrows), boot, report, all_columns)
         lineno += lines
 
 

@@ -50,10 +50,11 @@ class Col(enum.IntEnum):
     F64 = 4
     BOOL = 5
     STR = 6
+    CAT = 7        # text from a small set (interfaces, prefixes): pandas Categorical, sorted categories
 
 
 PANDAS_DTYPE = {Col.U8: "UInt8", Col.U16: "UInt16", Col.U32: "UInt32", Col.U64: "UInt64",
-                Col.F64: "float64", Col.BOOL: "boolean", Col.STR: "string"}
+                Col.F64: "float64", Col.BOOL: "boolean", Col.STR: "string", Col.CAT: "category"}
 MAX_VALUE = {Col.U8: 0xFF, Col.U16: 0xFFFF, Col.U32: 0xFFFFFFFF, Col.U64: 0xFFFFFFFFFFFFFFFF}
 
 # Columns about the line itself, filled from the envelope (not from LOG fields).
@@ -61,24 +62,26 @@ LINE_COLUMNS: dict[str, Col] = {
     "lineno": Col.U64,
     "ts": Col.F64,          # seconds since the epoch, UTC; NaN when the envelope has no wall clock
     "uptime": Col.F64,      # printk's [seconds since boot] when the line carries it
-    "host": Col.STR,
-    "envelope": Col.STR,
+    "host": Col.CAT,
+    "envelope": Col.CAT,
     "level": Col.U8,        # syslog severity when the envelope says it
-    "prefix": Col.STR,
+    "prefix": Col.CAT,
     "family": Col.U8,       # 4 or 6
     "ts_local": Col.BOOL,   # internal: ts was local wall-clock time without an offset
+    "saddr": Col.STR,       # the schema's endpoints: src/dst of the outer packet, IPv6 in short form
+    "daddr": Col.STR,
 }
 
 # Raw-field columns (outer packet). Order here is the DataFrame's column order.
 FIELD_COLUMNS: dict[str, Col] = {
-    "in": Col.STR, "out": Col.STR, "physin": Col.STR, "physout": Col.STR,
-    "mac": Col.STR, "tunnel": Col.STR, "macsrc": Col.STR, "macdst": Col.STR,
+    "in": Col.CAT, "out": Col.CAT, "physin": Col.CAT, "physout": Col.CAT,
+    "mac": Col.CAT, "tunnel": Col.STR, "macsrc": Col.STR, "macdst": Col.STR,
     "vproto": Col.U16, "vid": Col.U16, "macproto": Col.U16,
     "src": Col.STR, "dst": Col.STR, "len": Col.U32, "tos": Col.U8, "prec": Col.U8, "ttl": Col.U8,
     "id": Col.U16, "ce": Col.BOOL, "df": Col.BOOL, "mf": Col.BOOL, "frag": Col.U16, "ip_opt": Col.STR,
     "tc": Col.U8, "hoplimit": Col.U8, "flowlbl": Col.U32,
     "ip6_ext": Col.STR, "ip6_frag": Col.U16, "ip6_frag_id": Col.U32, "ip6_mf": Col.BOOL,
-    "proto": Col.STR,
+    "proto": Col.CAT,
     "spt": Col.U16, "dpt": Col.U16, "seq": Col.U32, "ack": Col.U32, "window": Col.U16, "res": Col.U8,
     "tcp_flag_bits": Col.U16, "urgp": Col.U16, "tcp_opt": Col.STR,
     "udp_len": Col.U16,

@@ -24,6 +24,29 @@ _EXT_TOKEN = re.compile(r"OPT|\(|\)|AH|ESP|Unknown|Ext|Hdr|INCOMPLETE|TRUNCATED|
 TRAILER_FROM = frozenset({"tcp", "udp", "sctp", "icmp", "icmp6", "spi", "other", "arp"})
 
 
+def endpoint(address: str) -> str:
+    """The schema's saddr/daddr text: IPv4 as logged, IPv6 (logged in full) in RFC 5952 short form:
+    lowercase hex without leading zeros, the first longest run of two or more zero groups as '::'
+    (never dotted IPv4, whatever the Python version's ipaddress prints)."""
+    if ":" not in address:
+        return address
+    words = [int.from_bytes(pair, "big") for pair in
+             zip(*[iter(socket.inet_pton(socket.AF_INET6, address))] * 2)]
+    best, best_len, i = -1, 1, 0
+    while i < 8:
+        j = i
+        while j < 8 and words[j] == 0:
+            j += 1
+        if j - i > best_len:
+            best, best_len = i, j - i
+        i = max(j, i + 1)
+    if best < 0:
+        return ":".join(f"{w:x}" for w in words)
+    head = ":".join(f"{w:x}" for w in words[:best])
+    tail = ":".join(f"{w:x}" for w in words[best + best_len:])
+    return f"{head}::{tail}"
+
+
 class LineError(ValueError):
     """A LOG line that does not follow the grammar; the reason names the token."""
 
@@ -177,6 +200,8 @@ def _apply(st: _State, key: Key, tok: str) -> None:
         st.put(column, v)
     elif conv in (Conv.IPV4, Conv.IPV6):
         st.put(column, _address(_value(key, tok), 4 if conv == Conv.IPV4 else 6, column))
+        if column == "dst" and not st.inner:
+            st.row["daddr"] = endpoint(st.row["dst"])
     elif conv == Conv.FLAG:
         st.put(column, True)
     elif conv == Conv.TRUNCATED:
@@ -189,6 +214,7 @@ def _apply(st: _State, key: Key, tok: str) -> None:
         st.put("src", _address(v, family, "src"))
         if not st.inner:
             st.row["family"] = family
+            st.row["saddr"] = endpoint(v)
         st.enter("ip6" if family == 6 else "ip4")
     elif conv == Conv.PROTO:
         v = _value(key, tok)
