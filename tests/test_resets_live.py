@@ -268,3 +268,27 @@ def test_raw_variants_and_their_fallback(lab, monkeypatch):
     assert cap.stats.raw == []
     assert events(raw_frame) == events(plain_frame)
     assert SERVER_COMM in {comm for _kind, _ns, _state, comm in events(raw_frame)}
+
+
+def _send_rst_with_ip_options(src: str, dst: str, sport: int, dport: int) -> None:
+    """An RST whose IPv4 header carries options (IHL 6: four NOPs), sent from a raw socket opened
+    inside the lab namespace. The kernel fills in the total length and the IP checksum."""
+    import socket
+    import struct
+
+    ip = struct.pack("!BBHHHBBH4s4s4s", 0x46, 0, 0, 4242, 0, 64, socket.IPPROTO_TCP, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst), b"\x01\x01\x01\x01")
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 777, 0, 5 << 4, 0x04, 0, 0, 0)
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW) as raw:
+        raw.sendto(ip + tcp, (dst, 0))
+
+
+def test_device_probe_reads_tcp_past_ip_options(lab):
+    """The device probe reads an option-less IPv4 header and the TCP header in one go; with IP
+    options the TCP header sits further on and takes a second read: ports and flags still right."""
+    with Capture(Filters.parse(netns=[lab.server.name]), groups=("resets", "netdev")) as cap:
+        lab.client.call(_send_rst_with_ip_options, lab.client.v4, lab.server.v4, 40123, 45679)
+        frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+    wire = one(frame, "wire-in")
+    assert (wire["saddr"], wire["sport"], wire["daddr"], wire["dport"]) == (lab.client.v4, 40123, lab.server.v4, 45679)
+    assert wire["tcp_flags"] == "R" and wire["netns"] == lab.server.inode
