@@ -244,6 +244,7 @@ def test_doctor_lists_checks():
     assert proc.returncode == 0, proc.stdout
     assert "ok      tracepoint tcp:tcp_send_reset" in proc.stdout
     assert "missing kprobes/fentry" in proc.stdout  # reported, but not required
+    assert "net:netif_receive_skb present, raw form usable" in proc.stdout     # this kernel's BTF
 
 
 def test_raw_variants_and_their_fallback(lab, monkeypatch):

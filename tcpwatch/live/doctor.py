@@ -61,13 +61,13 @@ def _headers() -> Check:
                  "make setup (installs linux-headers and links them as the build directory)")
 
 
-def _tracepoint(category: str, name: str, required: bool) -> Callable[[], Check]:
+def _tracepoint(category: str, name: str, required: bool, raw: str = "") -> Callable[[], Check]:
     def check() -> Check:
         from .tracefs import roots
 
         for root in roots():
             if os.path.exists(os.path.join(root, "events", category, name, "format")):
-                return Check(f"tracepoint {category}:{name}", True, "present")
+                return Check(f"tracepoint {category}:{name}", True, "present" + raw)
         return Check(f"tracepoint {category}:{name}", False, "missing on this kernel",
                      "a kernel >= 4.16 has it" if required else "optional: the events it gives are not captured")
     return check
@@ -88,7 +88,7 @@ def _kprobes() -> Check:
     except OSError:
         pass
     return Check("kprobes/fentry", False, f"not used by tcpwatch (lockdown: {lockdown})",
-                 "none needed: tcpwatch uses only tracepoints")
+                 "none needed: tcpwatch uses only tracepoints and raw tracepoints")
 
 
 BASE_CHECKS = (_root, _tracefs, _btf, _bcc, _headers)
@@ -104,10 +104,29 @@ def all_checks() -> list[tuple[Check, bool]]:
         # Core and reset probes are required; the others degrade (their events are not captured).
         key = (probe.category, probe.name)
         required_of[key] = required_of.get(key, False) or probe.group in ("core", "resets")
+    raw = _raw_forms(PROBES)
     for (category, name), required in required_of.items():
-        checks.append((_tracepoint(category, name, required)(), required))
+        checks.append((_tracepoint(category, name, required, raw.get(name, ""))(), required))
     checks += [(_ringbuf(), False), (_kprobes(), False)]
     return checks
+
+
+def _raw_forms(probes) -> dict[str, str]:
+    """Tracepoint -> what the doctor adds about its raw form (cheaper per hit) on this kernel."""
+    from .probes import raw_usable
+
+    try:
+        from .kernel_facts import kernel_facts
+
+        facts = kernel_facts()
+    except Exception:       # no BTF: reported by its own check
+        return {}
+    out = {}
+    for probe in probes:
+        if probe.raw is not None:
+            usable = raw_usable(probe, facts.get("tracepoint_args", {}), facts["offsets"])
+            out[probe.name] = ", raw form usable" if usable else ", tracepoint form only (raw arguments differ)"
+    return out
 
 
 def require_live() -> None:
