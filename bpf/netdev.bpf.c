@@ -22,24 +22,7 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
     __builtin_memcpy(e.daddr, p.daddr, 16);
     e.sport = p.sport;
     e.dport = p.dport;
-    /* the device's namespace and index: one read when they sit close together */
-    void *dev = tw_ptr_at(skb, OFF_SKB_DEV);
-#if OFF_DEV_NET >= 0 && OFF_DEV_IFINDEX >= 0 && TW_MAX2(OFF_DEV_NET, OFF_DEV_IFINDEX) - TW_MIN2(OFF_DEV_NET, OFF_DEV_IFINDEX) <= 56
-    __u8 devbuf[64] = {};
-    void *net = 0;
-    if (dev)
-        bpf_probe_read_kernel(devbuf, TW_MAX2(OFF_DEV_NET, OFF_DEV_IFINDEX) + 8 - TW_MIN2(OFF_DEV_NET, OFF_DEV_IFINDEX),
-                              (const char *)dev + TW_MIN2(OFF_DEV_NET, OFF_DEV_IFINDEX));
-    __builtin_memcpy(&net, &devbuf[OFF_DEV_NET - TW_MIN2(OFF_DEV_NET, OFF_DEV_IFINDEX)], 8);
-    __u32 ifindex = 0;
-    __builtin_memcpy(&ifindex, &devbuf[OFF_DEV_IFINDEX - TW_MIN2(OFF_DEV_NET, OFF_DEV_IFINDEX)], 4);
-    e.netns = tw_net_inum(net);
-#else
-    e.netns = tw_net_inum(tw_ptr_at(dev, OFF_DEV_NET));
-    __u32 ifindex = 0;
-    if (dev && OFF_DEV_IFINDEX >= 0)
-        bpf_probe_read_kernel(&ifindex, sizeof(ifindex), (const char *)dev + OFF_DEV_IFINDEX);
-#endif
+    tw_dev_facts(tw_ptr_at(skb, OFF_SKB_DEV), &e.netns, &e.ifindex);
     if (!tw_keep(&e))
         return;
     e.ts_ns = bpf_ktime_get_ns();
@@ -47,7 +30,6 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
         return;  /* the stack's own reset, already reported */
     e.seq = p.seq;
     e.tcpflags = p.flags;
-    e.ifindex = ifindex;
     e.flags |= TW_F_SOFTIRQ;  /* a packet has no owner here; the stack's event names one */
     tw_submit(ctx, &e);
 }

@@ -28,12 +28,6 @@ struct tw_listener {
 };
 BPF_TABLE("lru_hash", struct tw_listen_key, struct tw_listener, tw_listeners, 4096);
 
-static __always_inline int tw_in_softirq(void)
-{
-    __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
-    return depth && *depth;
-}
-
 static __always_inline void tw_current_owner(struct tw_owner_rec *rec)
 {
     rec->pid = bpf_get_current_pid_tgid() >> 32;

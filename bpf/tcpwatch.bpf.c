@@ -58,9 +58,35 @@ static __always_inline __u32 tw_sk_netns(const void *sk)
     return tw_net_inum(tw_ptr_at(sk, OFF_SK_NET));
 }
 
+/* A device's namespace and index: one read when they sit close together in struct net_device. */
+#define TW_DEV_LO TW_MIN2(OFF_DEV_NET, OFF_DEV_IFINDEX)
+#define TW_DEV_HI (TW_MAX2(OFF_DEV_NET, OFF_DEV_IFINDEX) + 8)
+#define TW_DEV_ONE_READ (TW_DEV_LO >= 0 && TW_DEV_HI - TW_DEV_LO <= 64)
+
+static __always_inline void tw_dev_facts(const void *dev, __u32 *netns, __u32 *ifindex)
+{
+    if (!dev)
+        return;
+#if TW_DEV_ONE_READ
+    __u8 buf[64] = {};
+    void *net = 0;
+    if (bpf_probe_read_kernel(buf, TW_DEV_HI - TW_DEV_LO, (const char *)dev + TW_DEV_LO))
+        return;
+    __builtin_memcpy(&net, &buf[OFF_DEV_NET - TW_DEV_LO], 8);
+    __builtin_memcpy(ifindex, &buf[OFF_DEV_IFINDEX - TW_DEV_LO], 4);
+    *netns = tw_net_inum(net);
+#else
+    *netns = tw_net_inum(tw_ptr_at(dev, OFF_DEV_NET));
+    if (OFF_DEV_IFINDEX >= 0)
+        bpf_probe_read_kernel(ifindex, sizeof(*ifindex), (const char *)dev + OFF_DEV_IFINDEX);
+#endif
+}
+
 static __always_inline __u32 tw_skb_netns(const void *skb)
 {
-    return tw_net_inum(tw_ptr_at(tw_ptr_at(skb, OFF_SKB_DEV), OFF_DEV_NET));
+    __u32 netns = 0, ifindex = 0;
+    tw_dev_facts(tw_ptr_at(skb, OFF_SKB_DEV), &netns, &ifindex);
+    return netns;
 }
 
 static __always_inline __u8 tw_sk_state(const void *sk)
@@ -338,10 +364,15 @@ static __always_inline void tw_owner_drop(__u64 sk)
 /* The owner may be named only in process context: in softirq the on-CPU task is whoever
  * was interrupted, so there the recorded owner of the socket is used, or nobody.
  * sk is the socket the event concerns (may be NULL). */
-static __always_inline void tw_owner(struct tw_event *e, const void *sk)
+static __always_inline int tw_in_softirq(void)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
-    if (depth && *depth) {
+    return depth && *depth;
+}
+
+static __always_inline void tw_owner(struct tw_event *e, const void *sk)
+{
+    if (tw_in_softirq()) {
         e->flags |= TW_F_SOFTIRQ;
         struct tw_owner_rec rec = {};
         if (!sk || !tw_owner_get((__u64)sk, &rec))
