@@ -173,12 +173,13 @@ def test_raw_variant_needs_matching_arguments_and_offsets():
     state = next(p for p in PROBES if p.function == "tw_owner_state")
     offsets = {"SK_PROTOCOL": 16, "SK_NUM": 14}
     args = {"inet_sock_set_state": ["struct sock *", "int", "int"]}     # as read back from the JSON cache
-    assert raw_usable(state, args, offsets)
-    assert not raw_usable(state, {"inet_sock_set_state": ("struct sock *", "int")}, offsets)   # another kernel's TP_PROTO
-    assert not raw_usable(state, {"inet_sock_set_state": None}, offsets)                       # no BTF for it
-    assert not raw_usable(state, args, {**offsets, "SK_NUM": -1})                              # a field it reads is unknown
+    assert raw_usable(state, {"offsets": offsets, "tracepoint_args": args})
+    # another kernel's TP_PROTO; no BTF for it; a field it reads is unknown
+    assert not raw_usable(state, {"offsets": offsets, "tracepoint_args": {"inet_sock_set_state": ("struct sock *", "int")}})
+    assert not raw_usable(state, {"offsets": offsets, "tracepoint_args": {"inet_sock_set_state": None}})
+    assert not raw_usable(state, {"offsets": {**offsets, "SK_NUM": -1}, "tracepoint_args": args})
     send = next(p for p in PROBES if p.function == "tw_send_reset")
-    assert send.raw is None and not raw_usable(send, {"tcp_send_reset": ("struct sock *",)}, offsets)
+    assert send.raw is None and not raw_usable(send, {"offsets": offsets, "tracepoint_args": {"tcp_send_reset": ("struct sock *",)}})
 
 
 @pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(), reason="no kernel BTF")

@@ -113,7 +113,7 @@ class Capture:
         facts = self._facts = kernel_facts()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
-        raw = {p.function for p in present if raw_usable(p, facts.get("tracepoint_args", {}), facts["offsets"])}
+        raw = {p.function for p in present if raw_usable(p, facts)}
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                           filter_hosts=bool(self.filters.hosts),

@@ -124,7 +124,7 @@ def _raw_forms(probes) -> dict[str, str]:
     out = {}
     for probe in probes:
         if probe.raw is not None:
-            usable = raw_usable(probe, facts.get("tracepoint_args", {}), facts["offsets"])
+            usable = raw_usable(probe, facts)
             out[probe.name] = ", raw form usable" if usable else ", tracepoint form only (raw arguments differ)"
     return out
 

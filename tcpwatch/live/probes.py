@@ -72,11 +72,12 @@ GROUP_SOURCES: dict[str, str] = {
 ALWAYS: tuple[str, ...] = ("core", "owner")
 
 
-def raw_usable(probe: Probe, tracepoint_args: dict[str, tuple[str, ...] | None], offsets: dict[str, int]) -> bool:
-    """Whether this kernel can run the probe's raw variant: same argument types, offsets known."""
-    args = tracepoint_args.get(probe.name)
+def raw_usable(probe: Probe, facts: dict) -> bool:
+    """Whether this kernel can run the probe's raw variant: same argument types, offsets known.
+    facts: tcpwatch/live/kernel_facts.py's numbers for this kernel."""
+    args = facts.get("tracepoint_args", {}).get(probe.name)
     return (probe.raw is not None and args is not None and tuple(args) == probe.raw
-            and all(offsets.get(name, -1) >= 0 for name in probe.raw_needs))
+            and all(facts["offsets"].get(name, -1) >= 0 for name in probe.raw_needs))
 
 
 def expand(groups: tuple[str, ...] | list[str], count: bool = False) -> tuple[str, ...]:
