@@ -84,31 +84,31 @@ def run_tcpwatch(lab, exe: Path, seconds: float, *extra: str) -> dict:
             "written": written, "lost": summary["lost"], "cpu": cpu}
 
 
-def run_peer(lab, exe: Path, seconds: float) -> dict:
-    proc = subprocess.Popen([PY, str(ROOT / "bench" / "bcc_style_consumer.py"), str(lab.server.inode),
-                             str(seconds + 1.5)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+def run_script(lab, exe: Path, seconds: float, script: str, *args: str, interrupt: bool) -> dict:
+    """A consumer script in bench/ that prints "ready", then a last JSON line with the records it
+    read and lost; stopped by SIGINT, or on its own (args give it a duration)."""
+    proc = subprocess.Popen([PY, str(ROOT / "bench" / script), *args], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     wait_line(proc.stdout, "ready")
     connects = generate(lab.server, exe, seconds)
+    if interrupt:
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
     result = json.loads(proc.stdout.read().splitlines()[-1])
-    cpu = cpu_of(proc)
-    return {"connects": connects, "captured": result["captured"], "records": result["captured"],
-            "written": result["captured"], "lost": result["lost"], "cpu": cpu}
+    return {"connects": connects, "lost": result["lost"], "result": result, "cpu": cpu_of(proc)}
+
+
+def run_peer(lab, exe: Path, seconds: float) -> dict:
+    r = run_script(lab, exe, seconds, "bcc_style_consumer.py", str(lab.server.inode), str(seconds + 1.5),
+                   interrupt=False)
+    captured = r["result"]["captured"]
+    return {**r, "captured": captured, "records": captured, "written": captured}
 
 
 def run_bpf_only(lab, exe: Path, seconds: float) -> dict:
     """The same programs, records drained and dropped: what the kernel side alone costs."""
-    proc = subprocess.Popen([PY, str(ROOT / "bench" / "bpf_only.py"), str(lab.server.inode)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    wait_line(proc.stdout, "ready")
-    connects = generate(lab.server, exe, seconds)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    result = json.loads(proc.stdout.read().splitlines()[-1])
-    cpu = cpu_of(proc)
-    return {"connects": connects, "captured": 2 * connects - result["lost"], "records": result["records"],
-            "written": 0, "lost": result["lost"], "cpu": cpu}
+    r = run_script(lab, exe, seconds, "bpf_only.py", str(lab.server.inode), interrupt=True)
+    return {**r, "captured": 2 * r["connects"] - r["lost"], "records": r["result"]["records"], "written": 0}
 
 
 def time_to_first_event(lab, exe: Path) -> float:
