@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import socket
 from dataclasses import dataclass
 from typing import Callable
@@ -29,6 +30,26 @@ def accept_one(addr: str, port: int, family: int, ready) -> tuple[socket.socket,
     ready.set()
     conn, _ = listener.accept()
     return listener, conn
+
+
+def play_with_server(lab: Lab, server: Callable, port: int, family: int, mode: str, client: Callable) -> Played:
+    """Start server(addr, port, family, ready, done, mode) in lab.server; once it listens, run
+    client(addr, port, family, done) here and return what was played. done is set when the
+    client returns (it may set it earlier); the server is killed if it outlives the scenario."""
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    addr = lab.server.v4 if family == 4 else lab.server.v6
+    proc = lab.server.start(server, addr, port, family, ready, done, mode)
+    try:
+        if not ready.wait(5):
+            raise RuntimeError(f"{mode} scenario: the server did not start")
+        client_port = client(addr, port, family, done)
+        done.set()
+        proc.join(10)
+    finally:
+        if proc.is_alive():
+            proc.kill()
+    return Played(mode, port, client_port, proc.pid, family)
 
 
 @dataclass

@@ -10,7 +10,7 @@ import struct
 import time
 
 from ..lab import Host, Lab
-from .base import CLIENT_COMM, Played, Scenario, accept_one, set_comm
+from .base import CLIENT_COMM, Played, Scenario, accept_one, play_with_server, set_comm
 from .resets import _connect
 
 DROP_PORT = 8101
@@ -64,20 +64,8 @@ def _serve(lab: Lab, port: int, family: int, mode: str, client, *args) -> Played
 
 def _serve_local(lab: Lab, port: int, family: int, mode: str, client, *args) -> Played:
     """Run the server in lab.server and client(addr, port, family, done, *args) here."""
-    ctx = multiprocessing.get_context("fork")
-    ready, done = ctx.Event(), ctx.Event()
-    addr = lab.server.v4 if family == 4 else lab.server.v6
-    server = lab.server.start(_server, addr, port, family, ready, done, mode)
-    try:
-        if not ready.wait(5):
-            raise RuntimeError(f"{mode} scenario: the server did not start")
-        client_port = client(addr, port, family, done, *args)
-        done.set()
-        server.join(10)
-    finally:
-        if server.is_alive():
-            server.kill()
-    return Played(mode, port, client_port, server.pid, family)
+    return play_with_server(lab, _server, port, family, mode,
+                            lambda addr, port, family, done: client(addr, port, family, done, *args))
 
 
 def _client_until_timeout(addr: str, port: int, family: int, done, server: Host, timeout_ms: int,

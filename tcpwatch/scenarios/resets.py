@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import socket
 import struct
 import time
 
 from ..lab import Lab
-from .base import CLIENT_COMM, Played, Scenario, accept_one, set_comm
+from .base import CLIENT_COMM, Played, Scenario, accept_one, play_with_server, set_comm
 
 CLOSED_PORT = 9  # nothing listens there in a fresh namespace
 
@@ -78,19 +77,8 @@ def _client_send_and_wait(addr: str, port: int, family: int, payload: bytes, don
 
 
 def _play_server_close(lab: Lab, mode: str, port: int, family: int, payload: bytes) -> Played:
-    ctx = multiprocessing.get_context("fork")
-    ready, done = ctx.Event(), ctx.Event()
-    addr = lab.server.v4 if family == 4 else lab.server.v6
-    server = lab.server.start(_server, addr, port, family, ready, done, mode)
-    try:
-        if not ready.wait(5):
-            raise RuntimeError(f"{mode} scenario: the server did not start")
-        client_port = lab.client.call(_client_send_and_wait, addr, port, family, payload, done, 2.0)
-        server.join(5)
-    finally:
-        if server.is_alive():
-            server.kill()
-    return Played(mode, port, client_port, server.pid, family)
+    return play_with_server(lab, _server, port, family, mode, lambda addr, port, family, done: lab.client.call(
+        _client_send_and_wait, addr, port, family, payload, done, 2.0))
 
 
 def unread_data(lab: Lab, family: int = 4) -> Played:
