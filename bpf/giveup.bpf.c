@@ -2,12 +2,22 @@
  * socket error. A retransmission timeout sends no RST at all, so this is the only trace a
  * reset-watcher gets of it. Every other state change leaves after one comparison. */
 
-#if TP_inet_sock_set_state_PRESENT
 #define TW_ETIMEDOUT 110
 #define TW_EHOSTUNREACH 113
 #define TW_ENETUNREACH 101
 #define TW_EHOSTDOWN 112
 
+/* 1 when a TCP socket moving to newstate is one the kernel gave up on. */
+static __always_inline int tw_gave_up(const void *sk, int newstate)
+{
+    __u32 err = 0;
+    if (newstate != 7 /* TCP_CLOSE */ || !sk || OFF_SK_ERR < 0)
+        return 0;
+    bpf_probe_read_kernel(&err, sizeof(err), (const char *)sk + OFF_SK_ERR);
+    return err == TW_ETIMEDOUT || err == TW_EHOSTUNREACH || err == TW_ENETUNREACH || err == TW_EHOSTDOWN;
+}
+
+#if TP_inet_sock_set_state_PRESENT
 int tw_giveup(struct tp_inet_sock_set_state *args)
 {
     if (TPF(inet_sock_set_state, newstate, args) != 7 /* TCP_CLOSE */)
@@ -15,18 +25,33 @@ int tw_giveup(struct tp_inet_sock_set_state *args)
     if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != 6)
         return 0;
     const void *sk = (const void *)TPF(inet_sock_set_state, skaddr, args);
-    __u32 err = 0;
-    if (!sk || OFF_SK_ERR < 0)
-        return 0;
-    bpf_probe_read_kernel(&err, sizeof(err), (const char *)sk + OFF_SK_ERR);
-    if (err != TW_ETIMEDOUT && err != TW_EHOSTUNREACH && err != TW_ENETUNREACH && err != TW_EHOSTDOWN)
+    if (!tw_gave_up(sk, 7))
         return 0;
 
     struct tw_event e = {};
-    if (!tw_state_event(args, sk, &e))
+    if (!tw_state_record_event(args, sk, &e))
         return 0;
     tw_owner(&e, sk);
     tw_submit(args, &e);
     return 0;
+}
+#endif
+
+/* Raw form: no program of its own. The owner group's raw program on the same tracepoint calls
+ * this for every TCP state change (tcpwatch/live/probes.py: raw_host), which saves a second
+ * program run on every state change of the host. */
+#if TW_RAW_tw_giveup
+static __always_inline void tw_giveup_raw(void *ctx, const void *sk, int oldstate, int newstate)
+{
+    if (!tw_gave_up(sk, newstate))
+        return;
+    struct tw_event e = {};
+    struct tw_sk_facts facts = {};
+    tw_sk_ends(sk, &facts, &e, 0);
+    e.netns = facts.netns;
+    if (!tw_state_event(sk, oldstate, newstate, &facts, &e))
+        return;
+    tw_owner(&e, sk);
+    tw_submit(ctx, &e);
 }
 #endif

@@ -9,7 +9,7 @@ int tw_state_change(struct tp_inet_sock_set_state *args)
     struct tw_event e = {};
     const void *sk = (const void *)TPF(inet_sock_set_state, skaddr, args);
 
-    if (!tw_state_event(args, sk, &e))
+    if (!tw_state_record_event(args, sk, &e))
         return 0;
     tw_owner(&e, sk);
     tw_submit(args, &e);

@@ -23,11 +23,11 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
     e.sport = p.sport;
     e.dport = p.dport;
     tw_dev_facts(tw_ptr_at(skb, OFF_SKB_DEV), &e.netns, &e.ifindex);
+    if (kind == TW_KIND_WIRE_OUT && tw_stack_rst_seen(&e))
+        return;  /* the stack's own reset, already reported (and kept by the filters) */
     if (!tw_keep(&e))
         return;
     e.ts_ns = bpf_ktime_get_ns();
-    if (kind == TW_KIND_WIRE_OUT && tw_stack_rst_seen(&e))
-        return;  /* the stack's own reset, already reported */
     e.seq = p.seq;
     e.tcpflags = p.flags;
     e.flags |= TW_F_SOFTIRQ;  /* a packet has no owner here; the stack's event names one */

@@ -42,9 +42,10 @@ static __always_inline __u16 tw_owner_sport(__u64 sk, const void *args, int raw)
     if (!raw)
         return TPF(inet_sock_set_state, sport, (const struct tp_inet_sock_set_state *)args);
 #endif
-    if (OFF_SK_NUM >= 0)
-        bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + OFF_SK_NUM);
-    return port;
+    /* inet_sport, as the tracepoint: skc_num is already 0 when a listener moves to CLOSE */
+    if (OFF_INET_SPORT >= 0)
+        bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + OFF_INET_SPORT);
+    return bpf_ntohs(port);
 }
 
 /* A TCP socket changed state: who owns it now. sport is read only where a listener is
@@ -57,6 +58,10 @@ static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstat
 
     if (!tw_in_softirq()) {
         struct tw_listener l = {};
+        /* Already recorded for this process (connect, then the close of the same socket): the
+         * record stands, and the comm copy and the write are saved. */
+        if (!listener && tw_owner_get(sk, &l.owner) && l.owner.pid == bpf_get_current_pid_tgid() >> 32)
+            return;
         tw_current_owner(&l.owner);
         tw_owner_put(sk, &l.owner);
         if (!listener)
@@ -95,7 +100,12 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
 #endif
 
 /* Raw variant: (sk, oldstate, newstate) as the kernel passes them; the protocol from the socket
- * (one byte: the low byte of a u16, or an 8-bit field on older kernels). */
+ * (one byte: the low byte of a u16, or an 8-bit field on older kernels). It also runs the
+ * giveup group's check when that rides on it (defined in bpf/giveup.bpf.c, appended later). */
+#if TW_RAW_tw_giveup
+static __always_inline void tw_giveup_raw(void *ctx, const void *sk, int oldstate, int newstate);
+#endif
+
 #if TW_RAW_tw_owner_state
 int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -105,6 +115,9 @@ int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
     if (protocol != TW_IPPROTO_TCP)
         return 0;
     tw_owner_changed(sk, (int)ctx->args[1], (int)ctx->args[2], 0, 1);
+#if TW_RAW_tw_giveup
+    tw_giveup_raw(ctx, (const void *)sk, (int)ctx->args[1], (int)ctx->args[2]);
+#endif
     return 0;
 }
 #endif

@@ -68,7 +68,7 @@ static __always_inline void tw_dev_facts(const void *dev, __u32 *netns, __u32 *i
     if (!dev)
         return;
 #if TW_DEV_ONE_READ
-    __u8 buf[64] = {};
+    __u8 buf[64];      /* filled by the read before any use, as are the buffers below */
     void *net = 0;
     if (bpf_probe_read_kernel(buf, TW_DEV_HI - TW_DEV_LO, (const char *)dev + TW_DEV_LO))
         return;
@@ -121,7 +121,7 @@ static __always_inline void tw_sk_facts(const void *sk, struct tw_sk_facts *f)
     if (!sk)
         return;
 #if TW_SK_ONE_READ
-    __u8 buf[128] = {};
+    __u8 buf[128];
     void *net = 0;
     if (bpf_probe_read_kernel(buf, TW_SK_HI - TW_SK_LO, (const char *)sk + TW_SK_LO))
         return;
@@ -135,6 +135,48 @@ static __always_inline void tw_sk_facts(const void *sk, struct tw_sk_facts *f)
     f->cookie = tw_sk_cookie(sk);
 #endif
 }
+
+#if OFF_SK_ENDS >= 0
+/* Everything tw_sk_facts() reads, and the socket's two ends, in one read of struct
+ * sock_common (the window comes from tcpwatch/live/program.py's sk_ends_window()): what a raw
+ * probe, handed the bare socket, reads instead of the tracepoint record's copy. The ends go to
+ * e as the tracepoints give them: local first, or remote first with swap. */
+static __always_inline void tw_sk_ends(const void *sk, struct tw_sk_facts *f, struct tw_event *e, int swap)
+{
+    __u8 buf[OFF_SK_ENDS_LEN];
+    void *net = 0;
+    __u16 family = 0, num = 0, dport = 0;
+    if (!sk || bpf_probe_read_kernel(buf, sizeof(buf), (const char *)sk + OFF_SK_ENDS))
+        return;
+#define TW_SKB_AT(name) (&buf[OFF_##name - OFF_SK_ENDS])
+    __builtin_memcpy(&net, TW_SKB_AT(SK_NET), 8);
+    __builtin_memcpy(&f->cookie, TW_SKB_AT(SK_COOKIE), 8);
+    __builtin_memcpy(&family, TW_SKB_AT(SKC_FAMILY), 2);
+    __builtin_memcpy(&num, TW_SKB_AT(SK_NUM), 2);
+    __builtin_memcpy(&dport, TW_SKB_AT(SKC_DPORT), 2);
+    f->state = *TW_SKB_AT(SK_STATE);
+    f->netns = tw_net_inum(net);
+    /* A full socket that gave its port back on the way to CLOSE still has it in inet_sport
+     * (where the tracepoints read it); time-wait and request sockets have no inet_sock. */
+    if (!num && f->state != 6 /* TIME_WAIT */ && f->state != 12 /* NEW_SYN_RECV */ && OFF_INET_SPORT >= 0) {
+        bpf_probe_read_kernel(&num, sizeof(num), (const char *)sk + OFF_INET_SPORT);
+        num = bpf_ntohs(num);
+    }
+    __u8 *local = swap ? e->daddr : e->saddr, *remote = swap ? e->saddr : e->daddr;
+    if (family == 2 /* AF_INET */) {
+        e->family = 4;
+        __builtin_memcpy(local, TW_SKB_AT(SKC_RCV_SADDR), 4);
+        __builtin_memcpy(remote, TW_SKB_AT(SKC_DADDR), 4);
+    } else if (family == 10 /* AF_INET6 */) {
+        e->family = 6;
+        __builtin_memcpy(local, TW_SKB_AT(SKC_V6_RCV_SADDR), 16);
+        __builtin_memcpy(remote, TW_SKB_AT(SKC_V6_DADDR), 16);
+    }
+#undef TW_SKB_AT
+    e->sport = swap ? bpf_ntohs(dport) : num;
+    e->dport = swap ? num : bpf_ntohs(dport);
+}
+#endif
 
 /* A TCP packet's headers, read from an skb whose network header is at nh. */
 struct tw_pkt {
@@ -169,7 +211,7 @@ static __always_inline int tw_skb_view(const void *skb, int from_data, struct tw
     if (!skb || TW_SKB_LO < 0)
         return 0;
 #if TW_SKB_ONE_READ
-    __u8 buf[64] = {};
+    __u8 buf[64];
     if (bpf_probe_read_kernel(buf, TW_SKB_HI - TW_SKB_LO, (const char *)skb + TW_SKB_LO))
         return 0;
     __builtin_memcpy(&v->protocol, &buf[OFF_SKB_PROTOCOL - TW_SKB_LO], 2);
@@ -198,9 +240,9 @@ static __always_inline int tw_skb_view(const void *skb, int from_data, struct tw
  * header and the TCP bytes after it; IPv4 options cost a second read. */
 static __always_inline int tw_read_tcp(const void *nh, struct tw_pkt *p)
 {
-    __u8 pkt[54] = {};
+    __u8 pkt[54];
     const __u8 *tcp;
-    __u8 more[14] = {};
+    __u8 more[14];
     if (!nh || bpf_probe_read_kernel(pkt, sizeof(pkt), nh))
         return 0;
     if ((pkt[0] >> 4) == 4) {
@@ -411,7 +453,9 @@ static __always_inline void tw_submit(void *ctx, struct tw_event *e)
  * the same CPU with bottom halves off, so one slot per CPU pairs them: the device's copy is
  * dropped here rather than paired in userspace, and a flood of refusals costs one event each
  * (a per-CPU slot, not a hash map: no lock, no hashing on the hot path). An active reset is
- * traced after its packet is sent; those pairs, and any the slot misses, userspace pairs. */
+ * traced after its packet is sent; those pairs, and any the slot misses, userspace pairs.
+ * The slot's age is kept in jiffies: the copy follows within microseconds, and a jiffy
+ * costs a memory load where a clock read costs tens of nanoseconds on a VM. */
 struct tw_flow {
     __u32 netns;
     __u16 sport;
@@ -421,10 +465,10 @@ struct tw_flow {
 };
 struct tw_pending_rst {
     struct tw_flow flow;
-    __u64 ts_ns;
+    __u64 jiffies;      /* when the stack reported it; 0: the slot is empty */
 };
 BPF_PERCPU_ARRAY(tw_stack_rst, struct tw_pending_rst, 1);
-#define TW_PAIR_NS (100ULL * 1000 * 1000)
+#define TW_PAIR_JIFFIES 2   /* a copy seen 3 ticks later (3 to 30 ms by CONFIG_HZ) is not this one */
 
 static __always_inline void tw_flow_of(const struct tw_event *e, struct tw_flow *f)
 {
@@ -441,7 +485,7 @@ static __always_inline void tw_stack_rst_sent(const struct tw_event *e)
     struct tw_pending_rst *slot = tw_stack_rst.lookup(&zero);
     if (slot) {
         tw_flow_of(e, &slot->flow);
-        slot->ts_ns = e->ts_ns;
+        slot->jiffies = bpf_jiffies64();
     }
 }
 
@@ -462,33 +506,42 @@ static __always_inline int tw_stack_rst_seen(const struct tw_event *e)
 {
     __u32 zero = 0;
     struct tw_pending_rst *slot = tw_stack_rst.lookup(&zero);
-    if (!slot || !slot->ts_ns || e->ts_ns - slot->ts_ns >= TW_PAIR_NS || !tw_flow_is(e, &slot->flow))
+    if (!slot || !slot->jiffies || bpf_jiffies64() - slot->jiffies > TW_PAIR_JIFFIES || !tw_flow_is(e, &slot->flow))
         return 0;
-    slot->ts_ns = 0;
+    slot->jiffies = 0;
     return 1;
 }
 
 #endif
 
-#if TP_inet_sock_set_state_PRESENT
-/* A state-change event for sk (groups lifecycle and giveup): 0 when the filters drop it. */
-static __always_inline int tw_state_event(struct tp_inet_sock_set_state *args, const void *sk,
+/* A state-change event for sk whose addresses and namespace e already holds (groups lifecycle
+ * and giveup): 0 when the filters drop it. f: the socket's facts when read already, else NULL. */
+static __always_inline int tw_state_event(const void *sk, int oldstate, int newstate, const struct tw_sk_facts *f,
                                           struct tw_event *e)
 {
     e->kind = TW_KIND_STATE_CHANGE;
-    TW_ADDRS(inet_sock_set_state, args, e, 0);
-    e->netns = tw_sk_netns(sk);
     if (!tw_keep(e))
         return 0;
     e->ts_ns = bpf_ktime_get_ns();
     e->skaddr = (__u64)sk;
-    e->oldstate = TPF(inet_sock_set_state, oldstate, args);
-    e->state = TPF(inet_sock_set_state, newstate, args);
+    e->oldstate = oldstate;
+    e->state = newstate;
     e->flags |= TW_F_HAS_STATE;
     if (sk && OFF_SK_ERR >= 0)
         bpf_probe_read_kernel(&e->err, sizeof(e->err), (const char *)sk + OFF_SK_ERR);
-    e->cookie = tw_sk_cookie(sk);
+    e->cookie = f ? f->cookie : tw_sk_cookie(sk);
     return 1;
+}
+
+#if TP_inet_sock_set_state_PRESENT
+/* The same from the tracepoint's record. */
+static __always_inline int tw_state_record_event(struct tp_inet_sock_set_state *args, const void *sk,
+                                                 struct tw_event *e)
+{
+    TW_ADDRS(inet_sock_set_state, args, e, 0);
+    e->netns = tw_sk_netns(sk);
+    return tw_state_event(sk, TPF(inet_sock_set_state, oldstate, args), TPF(inet_sock_set_state, newstate, args),
+                          0, e);
 }
 #endif
 

@@ -253,22 +253,29 @@ def test_raw_variants_and_their_fallback(lab, monkeypatch):
     the same events either way (owner included)."""
     import tcpwatch.live.probes as probes
 
-    def events(frame):
+    def events(frame, played):
         rows = frame[frame["kind"].isin(["reset-sent", "reset-received"])]
-        return sorted(zip(rows["kind"], rows["netns"], rows["state"].fillna("-"), rows["comm"].fillna("-")))
+        ports = {played.server_port: "server", played.client_port: "client"}   # the client's differs per run
+        return sorted(zip(rows["kind"], rows["netns"], rows["state"].fillna("-"), rows["comm"].fillna("-"),
+                          rows["reason"].fillna("-"), rows["saddr"], rows["sport"].map(ports), rows["daddr"],
+                          rows["dport"].map(ports)))
 
     with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
-        unread_data(lab)
+        raw_played = unread_data(lab)
         raw_frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
     assert set(cap.stats.raw) == {"irq:softirq_entry", "irq:softirq_exit", "net:net_dev_queue",
-                                  "net:netif_receive_skb", "sock:inet_sock_set_state", "tcp:tcp_destroy_sock"}
+                                  "net:netif_receive_skb", "sock:inet_sock_set_state", "tcp:tcp_destroy_sock",
+                                  "tcp:tcp_send_reset", "tcp:tcp_receive_reset"}
     monkeypatch.setattr(probes, "raw_usable", lambda *_: False)
     with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
-        unread_data(lab)
+        plain_played = unread_data(lab)
         plain_frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
     assert cap.stats.raw == []
-    assert events(raw_frame) == events(plain_frame)
-    assert SERVER_COMM in {comm for _kind, _ns, _state, comm in events(raw_frame)}
+    assert events(raw_frame, raw_played) == events(plain_frame, plain_played)
+    assert SERVER_COMM in {row[3] for row in events(raw_frame, raw_played)}
+    # the closing server's reset: its port read back from inet_sport (the socket gave skc_num up)
+    assert ("reset-sent", lab.server.inode, "CLOSE", SERVER_COMM, "TCP_ABORT_ON_CLOSE") in {
+        row[:5] for row in events(raw_frame, raw_played)}
 
 
 def _send_rst_with_ip_options(src: str, dst: str, sport: int, dport: int) -> None:

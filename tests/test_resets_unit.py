@@ -171,15 +171,46 @@ def test_raw_variant_needs_matching_arguments_and_offsets():
     from tcpwatch.live.probes import PROBES, raw_usable
 
     state = next(p for p in PROBES if p.function == "tw_owner_state")
-    offsets = {"SK_PROTOCOL": 16, "SK_NUM": 14}
+    offsets = {"SK_PROTOCOL": 16, "INET_SPORT": 782, "SK_ENDS": 0, "SK_ERR": 284}
     args = {"inet_sock_set_state": ["struct sock *", "int", "int"]}     # as read back from the JSON cache
     assert raw_usable(state, {"offsets": offsets, "tracepoint_args": args})
     # another kernel's TP_PROTO; no BTF for it; a field it reads is unknown
     assert not raw_usable(state, {"offsets": offsets, "tracepoint_args": {"inet_sock_set_state": ("struct sock *", "int")}})
     assert not raw_usable(state, {"offsets": offsets, "tracepoint_args": {"inet_sock_set_state": None}})
-    assert not raw_usable(state, {"offsets": {**offsets, "SK_NUM": -1}, "tracepoint_args": args})
+    assert not raw_usable(state, {"offsets": {**offsets, "INET_SPORT": -1}, "tracepoint_args": args})
     send = next(p for p in PROBES if p.function == "tw_send_reset")
-    assert send.raw is None and not raw_usable(send, {"offsets": offsets, "tracepoint_args": {"tcp_send_reset": ("struct sock *",)}})
+    six_ten = {"tcp_send_reset": ("struct sock *", "struct sk_buff *", "enum sk_rst_reason")}
+    assert raw_usable(send, {"offsets": offsets, "tracepoint_args": six_ten})
+    # before 6.10 the reset has no reason argument: the tracepoint's record it is
+    assert not raw_usable(send, {"offsets": offsets, "tracepoint_args": {"tcp_send_reset": ("struct sock *", "struct sk_buff *")}})
+    # the socket's ends not readable at once
+    assert not raw_usable(send, {"offsets": {**offsets, "SK_ENDS": -1}, "tracepoint_args": six_ten})
+
+
+def test_giveup_runs_raw_only_inside_a_raw_owner_program():
+    from tcpwatch.live.probes import raw_functions, select
+
+    probes = select(("resets", "giveup"))
+    offsets = {"SK_PROTOCOL": 16, "INET_SPORT": 782, "SK_ENDS": 0, "SK_ERR": 284}
+    args = {"inet_sock_set_state": ("struct sock *", "int", "int")}
+    assert {"tw_owner_state", "tw_giveup"} <= raw_functions(probes, {"offsets": offsets, "tracepoint_args": args})
+    # the host cannot run raw (its offset unknown): the rider stays a tracepoint of its own
+    no_host = raw_functions(probes, {"offsets": {**offsets, "SK_PROTOCOL": -1}, "tracepoint_args": args})
+    assert "tw_owner_state" not in no_host and "tw_giveup" not in no_host
+    # the rider cannot (no socket ends): the host still can
+    no_rider = raw_functions(probes, {"offsets": {**offsets, "SK_ENDS": -1}, "tracepoint_args": args})
+    assert "tw_owner_state" in no_rider and "tw_giveup" not in no_rider
+
+
+def test_socket_ends_window():
+    from tcpwatch.live.program import SK_ENDS_FIELDS, sk_ends_window
+
+    sock_common = {"SKC_DADDR": 0, "SKC_RCV_SADDR": 4, "SKC_DPORT": 12, "SK_NUM": 14, "SKC_FAMILY": 16,
+                   "SK_STATE": 18, "SK_NET": 48, "SKC_V6_DADDR": 56, "SKC_V6_RCV_SADDR": 72, "SK_COOKIE": 88}
+    assert set(sock_common) == set(SK_ENDS_FIELDS)
+    assert sk_ends_window(sock_common) == (0, 96)
+    assert sk_ends_window({**sock_common, "SKC_V6_DADDR": -1}) == (-1, -1)       # no IPv6
+    assert sk_ends_window({**sock_common, "SK_COOKIE": 400}) == (-1, -1)         # too far apart
 
 
 @pytest.mark.skipif(not Path("/sys/kernel/btf/vmlinux").exists(), reason="no kernel BTF")

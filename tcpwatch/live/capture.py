@@ -94,7 +94,7 @@ class Capture:
         from .program import Options, build_source
         from .tracefs import read_format
 
-        from .probes import PROBES, expand, raw_usable, select
+        from .probes import PROBES, expand, raw_functions, select
 
         wanted = select(self.groups, self.filters.direction)
         # Every tracepoint of the wanted groups gets a struct, attached or not: a group's code
@@ -113,7 +113,7 @@ class Capture:
         facts = self._facts = kernel_facts()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
-        raw = {p.function for p in present if raw_usable(p, facts)}
+        raw = raw_functions(present, facts)
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                           filter_hosts=bool(self.filters.hosts),
@@ -128,8 +128,14 @@ class Capture:
             raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
                                      "run `tcpwatch doctor`") from None
         fill_maps(self._bpf, self.filters)
+        attached: dict[str, str] = {}   # probe function -> the function attached for it
         for probe in present:
-            function = self._attach(probe, probe.function in raw)
+            if probe.raw_host and probe.function in raw and attached.get(probe.raw_host) == f"{probe.raw_host}_raw":
+                # its raw code runs inside the host's program: nothing more to attach
+                self.stats.attached.append(probe.tracepoint)
+                self.stats.raw.append(probe.tracepoint)
+                continue
+            function = attached[probe.function] = self._attach(probe, probe.function in raw and not probe.raw_host)
             self.stats.attached.append(probe.tracepoint)
             if probe.group != "core":
                 # softirq-depth probes are skipped in pairs when a softirq runs inside one of our

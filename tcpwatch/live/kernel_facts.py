@@ -14,7 +14,7 @@ import os
 import platform
 
 from .btf import VMLINUX, kernel_btf
-from .program import KERNEL_OFFSETS, kernel_offsets
+from .program import KERNEL_OFFSETS, SK_ENDS_FIELDS, SK_ENDS_WINDOW, kernel_offsets
 
 ENUM_PREFIXES = ("TCP_",)   # what format files name symbolically (TCP states)
 CACHE_DIRS = ("/var/cache/tcpwatch", os.path.expanduser("~/.cache/tcpwatch"))
@@ -23,6 +23,7 @@ CACHE_DIRS = ("/var/cache/tcpwatch", os.path.expanduser("~/.cache/tcpwatch"))
 def _key() -> str:
     stat = os.stat(VMLINUX)
     basis = json.dumps([platform.release(), stat.st_size, stat.st_mtime_ns, sorted(KERNEL_OFFSETS.items()),
+                        sorted(SK_ENDS_FIELDS.items()), SK_ENDS_WINDOW,
                         ENUM_PREFIXES, _raw_tracepoints()])
     return hashlib.sha256(basis.encode()).hexdigest()[:20]
 

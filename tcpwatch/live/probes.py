@@ -24,11 +24,18 @@ class Probe:
     # the record's fields. When either is missing, the plain tracepoint is attached.
     raw: tuple[str, ...] | None = None
     raw_needs: tuple[str, ...] = ()
+    # A raw variant that is not a program of its own but code inside raw_host's (the function of
+    # a probe on the same tracepoint, attached earlier): one program run per hit instead of two.
+    # It runs raw only when its host does; otherwise it is attached as a plain tracepoint.
+    raw_host: str | None = None
 
     @property
     def tracepoint(self) -> str:
         return f"{self.category}:{self.name}"
 
+
+# what a raw variant needs to take a socket's ends from the socket itself (tw_sk_ends)
+SK_ENDS = ("SK_ENDS", "INET_SPORT")
 
 PROBES: tuple[Probe, ...] = (
     # core: always attached; softirq depth decides whether the on-CPU task may be named. Exit is
@@ -36,15 +43,17 @@ PROBES: tuple[Probe, ...] = (
     # out (that CPU would then call every event softirq); an exit without entry is ignored.
     Probe("core", "irq", "softirq_exit", "tw_softirq_exit", raw=("int",)),
     Probe("core", "irq", "softirq_entry", "tw_softirq_entry", raw=("int",)),
-    Probe("resets", "tcp", "tcp_send_reset", "tw_send_reset", "sent"),
-    Probe("resets", "tcp", "tcp_receive_reset", "tw_receive_reset", "received"),
+    Probe("resets", "tcp", "tcp_send_reset", "tw_send_reset", "sent",
+          raw=("struct sock *", "struct sk_buff *", "enum sk_rst_reason"), raw_needs=SK_ENDS),
+    Probe("resets", "tcp", "tcp_receive_reset", "tw_receive_reset", "received", raw=("struct sock *",),
+          raw_needs=SK_ENDS),
     # RSTs on devices: those netfilter sends, and those dropped before TCP sees them
     Probe("netdev", "net", "net_dev_queue", "tw_dev_queue", "sent", raw=("struct sk_buff *",)),
     Probe("netdev", "net", "netif_receive_skb", "tw_receive_skb", "received", raw=("struct sk_buff *",)),
     # owner: always attached, before the event groups (a child socket inherits its listener's
     # owner before a lifecycle event on the same tracepoint looks it up)
     Probe("owner", "sock", "inet_sock_set_state", "tw_owner_state", raw=("struct sock *", "int", "int"),
-          raw_needs=("SK_PROTOCOL", "SK_NUM")),
+          raw_needs=("SK_PROTOCOL", "INET_SPORT")),
     Probe("owner", "tcp", "tcp_destroy_sock", "tw_owner_destroy", raw=("struct sock *",)),
     Probe("owner", "syscalls", "sys_exit_accept4", "tw_owner_accept4"),
     Probe("owner", "syscalls", "sys_exit_accept", "tw_owner_accept"),
@@ -52,7 +61,8 @@ PROBES: tuple[Probe, ...] = (
     Probe("retrans", "tcp", "tcp_retransmit_synack", "tw_retransmit_synack"),
     Probe("lifecycle", "sock", "inet_sock_set_state", "tw_state_change"),
     # for `resets`: only the closes the kernel decided on (timeouts), which send no RST
-    Probe("giveup", "sock", "inet_sock_set_state", "tw_giveup"),
+    Probe("giveup", "sock", "inet_sock_set_state", "tw_giveup", raw=("struct sock *", "int", "int"),
+          raw_needs=(*SK_ENDS, "SK_ERR"), raw_host="tw_owner_state"),
 )
 
 # group -> BPF source file in bpf/, appended to bpf/tcpwatch.bpf.c when the group is wanted
@@ -78,6 +88,13 @@ def raw_usable(probe: Probe, facts: dict) -> bool:
     args = facts.get("tracepoint_args", {}).get(probe.name)
     return (probe.raw is not None and args is not None and tuple(args) == probe.raw
             and all(facts["offsets"].get(name, -1) >= 0 for name in probe.raw_needs))
+
+
+def raw_functions(probes: list[Probe], facts: dict) -> set[str]:
+    """The functions among these probes whose raw variant this kernel runs (TW_RAW_<function>):
+    those raw_usable, a rider only with its host among them."""
+    usable = {p.function for p in probes if raw_usable(p, facts)}
+    return {p.function for p in probes if p.function in usable and (p.raw_host is None or p.raw_host in usable)}
 
 
 def expand(groups: tuple[str, ...] | list[str], count: bool = False) -> tuple[str, ...]:

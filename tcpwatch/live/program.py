@@ -37,6 +37,15 @@ KERNEL_OFFSETS = {
     "SK_ERR": ("sock", "sk_err"),
     "SK_PROTOCOL": ("sock", "sk_protocol"),
     "SK_NUM": ("sock", "__sk_common.skc_num"),
+    # a socket's two ends, for the probes that take them from the socket (raw variants)
+    "SKC_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "SKC_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "SKC_DPORT": ("sock", "__sk_common.skc_dport"),
+    "SKC_FAMILY": ("sock", "__sk_common.skc_family"),
+    "SKC_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
+    "SKC_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    # the local port as the tracepoints give it: skc_num is 0 once a closing socket gave it back
+    "INET_SPORT": ("inet_sock", "inet_sport"),
     "TASK_FILES": ("task_struct", "files"),
     "FILES_FDT": ("files_struct", "fdt"),
     "FDT_FD": ("fdtable", "fd"),
@@ -103,13 +112,32 @@ def tracepoint_struct(fmt: Format) -> str:
     return "\n".join(lines)
 
 
+# What bpf/tcpwatch.bpf.c's tw_sk_ends() reads from struct sock_common, and the size of each.
+SK_ENDS_FIELDS = {"SKC_DADDR": 4, "SKC_RCV_SADDR": 4, "SKC_DPORT": 2, "SK_NUM": 2, "SKC_FAMILY": 2,
+                  "SK_STATE": 1, "SK_NET": 8, "SKC_V6_DADDR": 16, "SKC_V6_RCV_SADDR": 16, "SK_COOKIE": 8}
+SK_ENDS_WINDOW = 128    # bytes one read may span (a BPF stack buffer)
+
+
+def sk_ends_window(offsets: dict[str, int]) -> tuple[int, int]:
+    """(start, length) of the one read that covers every SK_ENDS_FIELDS member, or (-1, -1) when
+    one is missing or they spread wider than SK_ENDS_WINDOW."""
+    if any(offsets.get(name, -1) < 0 for name in SK_ENDS_FIELDS):
+        return -1, -1
+    lo = min(offsets[name] for name in SK_ENDS_FIELDS)
+    hi = max(offsets[name] + size for name, size in SK_ENDS_FIELDS.items())
+    return (lo, hi - lo) if hi - lo <= SK_ENDS_WINDOW else (-1, -1)
+
+
 def kernel_offsets(btf: BTF) -> dict[str, int]:
+    """OFF_* for every KERNEL_OFFSETS entry (-1 when this kernel lacks it), and SK_ENDS /
+    SK_ENDS_LEN: the window tw_sk_ends() reads (-1 when it cannot be read at once)."""
     out = {}
     for macro, (struct_name, path) in KERNEL_OFFSETS.items():
         try:
             out[macro] = btf.offsetof(struct_name, path)
         except KeyError:
             out[macro] = -1
+    out["SK_ENDS"], out["SK_ENDS_LEN"] = sk_ends_window(out)
     return out
 
 
