@@ -3,8 +3,13 @@
 A C generator makes refused connects (two resets each) inside a private namespace as fast as
 one core allows for SECONDS. Printed side by side: events generated, captured, lost, the
 consumer's CPU seconds, and the traced connect rate as a ratio of the untraced rate; then the
-time from starting tcpwatch to its first event. Run as root: `make bench` or
-`.venv/bin/python bench/resets_bench.py [SECONDS]`.
+time from starting tcpwatch to its first event.
+
+The untraced rate drifts by several percent from one run to the next on a shared VM (other
+processes make traffic too), so each traced run sits between two untraced runs and is compared
+with their mean, and every consumer runs ROUNDS times (interleaved): the table gives medians,
+and the range of the ratio. Run as root: `make bench` or
+`.venv/bin/python bench/resets_bench.py [SECONDS] [--rounds N]` (defaults: 5 s, 3 rounds).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import re
 import select
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -126,6 +132,30 @@ def time_to_first_event(lab, exe: Path) -> float:
         gen.wait()
 
 
+RUNNERS = {
+    "tcpwatch resets (default)": lambda lab, exe, seconds: run_tcpwatch(lab, exe, seconds),
+    "tcpwatch resets --no-netdev": lambda lab, exe, seconds: run_tcpwatch(lab, exe, seconds, "--no-netdev"),
+    "  its BPF alone (records dropped)": run_bpf_only,
+    "bcc-style (64-page perf, ctypes)": run_peer,
+}
+
+
+def parse_args(argv: list[str]) -> tuple[float, int]:
+    seconds, rounds = 5.0, 3
+    args = list(argv)
+    if "--rounds" in args:
+        i = args.index("--rounds")
+        rounds = int(args[i + 1])
+        del args[i:i + 2]
+    if args:
+        seconds = float(args[0])
+    return seconds, rounds
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tcpwatch.lab import Lab
@@ -133,32 +163,43 @@ def main() -> None:
     if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
         print(__doc__.strip())
         return
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 5.0
+    seconds, rounds = parse_args(sys.argv[1:])
     exe = build_generator()
+    results: dict[str, list[dict]] = {name: [] for name in RUNNERS}
+    untraced: list[int] = []
+    firsts: list[float] = []
     with Lab(prefix="twbench") as lab:
-        before = generate(lab.server, exe, seconds)
-        rows = {"tcpwatch resets (default)": run_tcpwatch(lab, exe, seconds),
-                "tcpwatch resets --no-netdev": run_tcpwatch(lab, exe, seconds, "--no-netdev"),
-                "  its BPF alone (records dropped)": run_bpf_only(lab, exe, seconds),
-                "bcc-style (64-page perf, ctypes)": run_peer(lab, exe, seconds)}
-        after = generate(lab.server, exe, seconds)
-        first = time_to_first_event(lab, exe)
-    # The untraced rate drifts by a few percent from run to run: it is taken before and after.
-    base = (before + after) / 2
-    print(f"\nrefused connects for {seconds:.0f} s in a private namespace, 2 resets each")
+        for _round in range(rounds):
+            # untraced, A, untraced, B, ...: each traced run is compared with the runs either side
+            before = generate(lab.server, exe, seconds)
+            untraced.append(before)
+            for name, runner in RUNNERS.items():
+                r = runner(lab, exe, seconds)
+                after = generate(lab.server, exe, seconds)
+                untraced.append(after)
+                r["ratio"] = r["connects"] / ((before + after) / 2)
+                results[name].append(r)
+                before = after
+            firsts.append(time_to_first_event(lab, exe))
+    base = median(untraced)
+    print(f"\nrefused connects for {seconds:.0f} s in a private namespace, 2 resets each; "
+          f"{rounds} rounds, medians")
     print(f"untraced: {base / seconds:,.0f} connects/s ({2 * base / seconds:,.0f} events/s; "
-          f"{before / seconds:,.0f} before, {after / seconds:,.0f} after)\n")
-    print(f"{'consumer':<34} {'generated':>10} {'captured':>10} {'records':>10} {'lost':>8} {'events/s':>10} "
-          f"{'CPU s':>7} {'rate ratio':>10}")
-    for name, r in rows.items():
-        generated = 2 * r["connects"]
-        print(f"{name:<34} {generated:>10,} {r['captured']:>10,} {r['records']:>10,} {r['lost']:>8,} "
-              f"{generated / seconds:>10,.0f} {r['cpu']:>7.2f} {r['connects'] / base:>10.2f}")
+          f"{min(untraced) / seconds:,.0f} to {max(untraced) / seconds:,.0f} over {len(untraced)} runs)\n")
+    print(f"{'consumer':<34} {'generated':>10} {'captured':>10} {'records':>10} {'lost':>6} {'events/s':>9} "
+          f"{'CPU s':>6} {'rate ratio':>10} {'(range)':>11}")
+    for name, runs in results.items():
+        generated = median([2 * r["connects"] for r in runs])
+        ratios = [r["ratio"] for r in runs]
+        print(f"{name:<34} {generated:>10,.0f} {median([r['captured'] for r in runs]):>10,.0f} "
+              f"{median([r['records'] for r in runs]):>10,.0f} {max(r['lost'] for r in runs):>6,} "
+              f"{generated / seconds:>9,.0f} {median([r['cpu'] for r in runs]):>6.2f} {median(ratios):>10.2f} "
+              f"{min(ratios):>5.2f}-{max(ratios):.2f}")
     print("(records: what the kernel handed over; with device probes each reset also comes from its device,"
           " and the pairs are folded into one event. 'its BPF alone': tcpwatch's default programs with a"
-          " reader that drops the records, the kernel side's share of the cost)")
-    print(f"\ntcpwatch: start to first event {first:.2f} s (goal <= 1.5 s); "
-          f"rate ratio goal >= 0.90; loss goal 0")
+          " reader that drops the records, the kernel side's share of the cost. lost: the most in any round)")
+    print(f"\ntcpwatch: start to first event {median(firsts):.2f} s (median; {min(firsts):.2f}-{max(firsts):.2f}; "
+          f"goal <= 1.5 s); rate ratio goal >= 0.90; loss goal 0")
 
 
 if __name__ == "__main__":

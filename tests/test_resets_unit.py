@@ -221,3 +221,26 @@ def test_btf_names_tracepoint_arguments():
     assert btf.tracepoint_args("net_dev_queue") == ("struct sk_buff *",)
     assert btf.tracepoint_args("inet_sock_set_state") == ("struct sock *", "int", "int")
     assert btf.tracepoint_args("no_such_tracepoint") is None
+
+
+def test_jsonl_leaves_out_columns_null_in_the_whole_batch(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from tcpwatch.events import conform
+    from tcpwatch.sinks import frame_to_jsonl_bytes, open_file_sink, read_back
+
+    frame = conform(pd.DataFrame({"ts": [1.5, 2.25], "source": ["bpf", "bpf"], "kind": ["reset-sent", "reset-received"],
+                                  "family": [4, 4], "saddr": ["10.0.0.1", "10.0.0.2"], "sport": [80, 5000],
+                                  "daddr": ["10.0.0.2", "10.0.0.1"], "dport": [5000, 80], "pid": [None, 42]}))
+    lines = [json.loads(line) for line in frame_to_jsonl_bytes(frame).splitlines()]
+    # null in every row: absent; null in some rows: null there, the value elsewhere
+    assert "cookie" not in lines[0] and "cookie" not in lines[1] and "reason" not in lines[0]
+    assert lines[0]["pid"] is None and lines[1]["pid"] == 42
+    path = str(tmp_path / "x.jsonl")
+    with open_file_sink(path) as sink:
+        sink.write(frame)
+    back = read_back(path)
+    assert list(back.columns) == list(frame.columns) and back["cookie"].isna().all()
+    pd.testing.assert_frame_equal(back[["kind", "sport", "pid"]], frame[["kind", "sport", "pid"]])
