@@ -287,10 +287,16 @@ static __always_inline int tw_host_match(__u8 family, const __u8 *addr)
 }
 #endif
 
-/* Kernel-side filters: 1 keeps the event. */
+/* Kernel-side filters: 1 keeps the event. A few namespaces (the usual --netns) are compiled
+ * in as numbers (TW_NETNS_0..): a comparison each instead of a hash lookup per event. */
 static __always_inline int tw_keep(struct tw_event *e)
 {
-#if TW_FILTER_NETNS
+#if TW_FILTER_NETNS && TW_NETNS_N > 0
+    __u32 ns = e->netns;
+    if (!(ns == TW_NETNS_0 || (TW_NETNS_N > 1 && ns == TW_NETNS_1) || (TW_NETNS_N > 2 && ns == TW_NETNS_2)
+          || (TW_NETNS_N > 3 && ns == TW_NETNS_3)))
+        return 0;
+#elif TW_FILTER_NETNS
     if (!f_netns.lookup(&e->netns))
         return 0;
 #endif

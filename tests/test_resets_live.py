@@ -76,8 +76,11 @@ def test_so_linger_zero(lab):
 
 
 def test_filters_exclude(lab):
-    # --netns: only the server's namespace
+    # --netns: only the server's namespace; compiled in as a number, or (past four) from the map
     _, frame = capture(lab, refused, netns=[str(lab.server.inode)])
+    assert frame["kind"].tolist() == ["reset-sent"]
+    unused = [str(n) for n in range(1, 5)]       # inode numbers no namespace has
+    _, frame = capture(lab, refused, netns=[str(lab.server.inode), *unused])
     assert frame["kind"].tolist() == ["reset-sent"]
     # --direction received
     _, frame = capture(lab, refused, direction="received")

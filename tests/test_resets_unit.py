@@ -244,3 +244,14 @@ def test_jsonl_leaves_out_columns_null_in_the_whole_batch(tmp_path):
     back = read_back(path)
     assert list(back.columns) == list(frame.columns) and back["cookie"].isna().all()
     pd.testing.assert_frame_equal(back[["kind", "sport", "pid"]], frame[["kind", "sport", "pid"]])
+
+
+def test_few_namespaces_are_compiled_in_as_numbers():
+    from tcpwatch.live.program import Options, build_source, netns_constants
+
+    assert netns_constants(frozenset({7, 3})) == (3, 7)
+    assert netns_constants(frozenset(range(1, 6))) == ()          # five: the map does it
+    assert netns_constants(frozenset()) == ()
+    source = build_source({}, {}, Options(filter_netns=True, netns_constants=(3, 7)), ())
+    assert "#define TW_NETNS_N (2)" in source and "#define TW_NETNS_1 (7)" in source
+    assert "#define TW_NETNS_2 (0)" in source

@@ -91,7 +91,7 @@ class Capture:
         from bcc import BPF
 
         from .kernel_facts import kernel_facts
-        from .program import Options, build_source
+        from .program import Options, build_source, netns_constants
         from .tracefs import read_format
 
         from .probes import PROBES, expand, raw_functions, select
@@ -117,7 +117,8 @@ class Capture:
         options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                           filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                           filter_hosts=bool(self.filters.hosts),
-                          extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)))
+                          extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
+                          netns_constants=netns_constants(self.filters.netns))
         source = build_source(formats, facts["offsets"], options, expand(self.groups, self.count))
         self._names = self._symbol_names(formats, facts["enums"])
         from .program import BPF_DIR

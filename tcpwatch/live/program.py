@@ -70,6 +70,17 @@ class Options:
     filter_hosts: bool = False
     extra_defines: dict[str, int] = field(default_factory=dict)
     raw_functions: tuple[str, ...] = ()   # probes whose raw variant this kernel runs (TW_RAW_<function>)
+    # --netns inodes compared as constants when there are few (TW_NETNS_N, TW_NETNS_0..): an
+    # event then costs a comparison or two instead of a hash lookup; more go to the f_netns map
+    netns_constants: tuple[int, ...] = ()
+
+
+NETNS_CONSTANTS = 4
+
+
+def netns_constants(netns: frozenset[int] | set[int]) -> tuple[int, ...]:
+    """The --netns inodes to compile in as constants: all of them when few enough, else none."""
+    return tuple(sorted(netns)) if 0 < len(netns) <= NETNS_CONSTANTS else ()
 
 
 def tracepoint_struct(fmt: Format) -> str:
@@ -156,6 +167,9 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         **{f"OFF_{k}": v for k, v in offsets.items()},
         **{f"TW_WANT_{g.upper()}": 1 for g in groups},
         **{f"TW_RAW_{fn}": 1 for fn in options.raw_functions},
+        "TW_NETNS_N": len(options.netns_constants),
+        **{f"TW_NETNS_{i}": (options.netns_constants[i] if i < len(options.netns_constants) else 0)
+           for i in range(NETNS_CONSTANTS)},
         **options.extra_defines,
     }
     parts += [f"#define {name} ({int(value)})" for name, value in defines.items()]
