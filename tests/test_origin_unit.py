@@ -56,3 +56,34 @@ def test_far_apart_events_do_not_pair_and_flush_releases_all():
 def test_flags_text():
     assert (flags_text(0x12), flags_text(0x14), flags_text(0x04), flags_text(0x11), flags_text(0)) == (
         "S.", "R.", "R", "F.", None)
+
+
+def test_next_release_is_when_the_oldest_held_row_becomes_final():
+    pairing = OriginPairing(window=0.2, latency=0.3)
+    assert pairing.next_release() is None
+    pairing.feed(rows((100.00, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1),
+                      (100.10, "wire-out", "10.0.0.2", 80, "10.0.0.1", 5001, 1)), now=100.2)
+    assert abs(pairing.next_release() - 100.5) < 1e-9
+    out = pairing.feed(None, now=100.51)                     # the first is final, the second not yet
+    assert list(out["sport"]) == [9] and abs(pairing.next_release() - 100.6) < 1e-9
+    pairing.feed(None, now=100.61)
+    assert pairing.next_release() is None
+
+
+def test_capture_wakes_when_a_stage_releases_rows(monkeypatch):
+    """A stage's release time brings the next tick forward from the flush interval."""
+    import time
+
+    from tcpwatch.live.capture import Capture
+    from tcpwatch.live.filters import Filters
+
+    cap = Capture(Filters(), flush_interval=30.0)
+    cap._t0 = time.monotonic()
+    cap._mono_to_epoch = time.time() - time.monotonic()      # as start() sets it
+    polls = []
+    monkeypatch.setattr(cap, "_poll", lambda timeout_ms: (polls.append(timeout_ms), time.sleep(timeout_ms / 1000)))
+    due = time.time() + 0.2
+    ticks = cap.batches(idle_ticks=True, wake=lambda: due)
+    assert next(ticks) is None                   # an idle tick at the release time, not 30 s later
+    assert polls and all(p <= 1000 for p in polls)
+    cap.stop()

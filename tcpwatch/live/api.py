@@ -22,7 +22,7 @@ def _final_batches(cap: Capture, duration: float | None, conntrack: bool) -> Ite
 
     stage = Enrichment(conntrack=conntrack, watch_netns=cap.filters.netns)
     stage.before_start(cap)
-    yield from enriched(cap.batches(duration, idle_ticks=True), stage)
+    yield from enriched(cap.batches(duration, idle_ticks=True, wake=stage.next_release), stage)
 
 
 def capture(duration: float, conntrack: bool = True, **options):

@@ -12,7 +12,7 @@ import platform
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 from ..errors import EnvironmentProblem, UsageProblem
 from .decode import Names, decode
@@ -80,6 +80,9 @@ class Capture:
         self._event_size = event_dtype().itemsize
         self._stop = threading.Event()
         self._mono_to_epoch = 0.0
+        # when the kernel's records were last read (epoch s): every record committed by then has
+        # been handed over, which is what a stage pairing records may rely on
+        self.read_at: float | None = None
         self._names: Names | None = None
 
     # -- set-up -------------------------------------------------------------------------
@@ -200,9 +203,11 @@ class Capture:
             # CPU), and a reader spinning on a flood paid that, and its own CPU, per few events.
             if timeout_ms:
                 self._stop.wait(timeout_ms / 1000)
+            self.read_at = time.time()
             self._ring.read(self._raw)
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
+            self.read_at = time.time()
 
     def table(self, name: str):
         """A map of the loaded program (e.g. tw_flows in --count mode)."""
@@ -219,9 +224,14 @@ class Capture:
                                              PROG_INFO_SIZE)
         return self.stats.lost
 
-    def batches(self, duration: float | None = None, idle_ticks: bool = False) -> Iterator:
+    def batches(self, duration: float | None = None, idle_ticks: bool = False,
+                wake: Callable[[], float | None] | None = None) -> Iterator:
         """Yield schema DataFrames until duration elapses or stop() is called; with idle_ticks,
-        also None every flush interval without events (for stages that hold rows back)."""
+        also None every flush interval without events (for stages that hold rows back).
+
+        wake: when a stage holding rows back will release them (epoch seconds, or None): the
+        next batch or tick comes then rather than at the next flush interval, so a held row is
+        shown when it is final, not up to an interval later."""
         deadline = None if duration is None else time.monotonic() + duration
         last_flush = time.monotonic()
         while True:
@@ -230,13 +240,16 @@ class Capture:
             if self._stop.is_set() or (remaining is not None and remaining <= 0):
                 break
             wait = max(0.0, last_flush + self.flush_interval - now)
+            due = self._due(wake, last_flush)
+            if due is not None:
+                wait = min(wait, max(0.0, due - now))
             if remaining is not None:
                 wait = min(wait, remaining)
             self._poll(max(1, int(wait * 1000)))
             now = time.monotonic()
             if self._raw and self.stats.first_event_after is None:
                 self.stats.first_event_after = now - self._t0
-            if now - last_flush >= self.flush_interval:
+            if now - last_flush >= self.flush_interval or (due is not None and now >= due):
                 if self._raw:
                     yield self._drain()
                 elif idle_ticks:
@@ -247,6 +260,17 @@ class Capture:
         if self._raw:
             yield self._drain()
         self.read_lost()
+
+    # a stage's wake-up comes at least this long after the last batch: a held row that is due
+    # but waits for its partner to be due too must not turn the loop into a spin
+    MIN_WAKE_GAP = 0.02
+
+    def _due(self, wake, last_flush: float) -> float | None:
+        """The stage's release time on the monotonic clock, or None."""
+        at = wake() if wake is not None else None
+        if at is None:
+            return None
+        return max(at - self._mono_to_epoch, last_flush + self.MIN_WAKE_GAP)
 
     def _drain(self):
         raw, self._raw = b"".join(self._raw), []

@@ -29,7 +29,12 @@ _KIND_ID = {"reset-sent": _SENT, "reset-received": _RECEIVED, "wire-out": _WIRE_
 
 
 class OriginPairing:
-    def __init__(self, window: float = 0.2, latency: float = 0.3):
+    """Pairs each stack event with its device copy. window: how far apart in time two halves of
+    a pair may be; latency: how long after its timestamp a record may still be missing from a
+    read of the kernel's buffer (stamped in the program, committed microseconds later). A row
+    is final once every partner it could have is in: at `now` = the time of the last read."""
+
+    def __init__(self, window: float = 0.2, latency: float = 0.05):
         self.window = window
         self.latency = latency
         self._held = None
@@ -44,6 +49,12 @@ class OriginPairing:
         rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
         cutoff = (time.time() if now is None else now) - self.window - self.latency
         return self._release(rows, rows["ts"] < cutoff)
+
+    def next_release(self) -> float | None:
+        """When the oldest row held back becomes final (epoch seconds), or None."""
+        if self._held is None or self._held.empty:
+            return None
+        return float(self._held["ts"].min()) + self.window + self.latency
 
     def flush(self):
         held, self._held = self._held, None

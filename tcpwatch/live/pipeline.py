@@ -84,9 +84,11 @@ class Enrichment(Stage):
         self.watch_netns = list(watch_netns)
         self.rules = None
         self.caches = None
+        self._cap = None
 
     def before_start(self, cap=None) -> None:
         """Open the conntrack caches and read the firewall counters (run while bcc compiles)."""
+        self._cap = cap
         self.rules = RuleCounters(self.watch_netns)
         if self.conntrack:
             from ..conntrack import ConntrackCaches
@@ -96,8 +98,14 @@ class Enrichment(Stage):
             self.caches = ConntrackCaches(netns=self.watch_netns or [None])
 
     def feed(self, frame):
-        """A batch in (or None on an idle tick); the rows that are final out, or None."""
-        return self._finish(self.pairing.feed(frame))
+        """A batch in (or None on an idle tick); the rows that are final out, or None.
+        Final means: no partner can still come, judged at the capture's last read of the kernel's
+        records (not at the clock now: decoding a flood's batch takes a while)."""
+        read_at = getattr(self._cap, "read_at", None)
+        return self._finish(self.pairing.feed(frame, now=read_at))
+
+    def next_release(self) -> float | None:
+        return self.pairing.next_release()
 
     def flush(self):
         return self._finish(self.pairing.flush())

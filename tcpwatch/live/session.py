@@ -48,6 +48,11 @@ class Stage:
     def flush(self):
         return None
 
+    def next_release(self) -> float | None:
+        """When rows held back by feed become final (epoch seconds), or None: the capture
+        wakes up then."""
+        return None
+
     def lines(self, frame) -> list[str]:
         return event_lines(frame)
 
@@ -106,7 +111,7 @@ def run(cap: Capture, duration: float | None, outputs: Outputs,
             outputs.stdout.flush()
         next_loss_check = time.monotonic() + 1
         try:
-            for frame in cap.batches(duration, idle_ticks=True):
+            for frame in cap.batches(duration, idle_ticks=True, wake=stage.next_release):
                 emit(stage.feed(frame))
                 if time.monotonic() >= next_loss_check:
                     lost_seen = _warn_losses(cap, lost_seen, outputs.stderr)
