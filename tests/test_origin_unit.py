@@ -87,3 +87,21 @@ def test_capture_wakes_when_a_stage_releases_rows(monkeypatch):
     assert next(ticks) is None                   # an idle tick at the release time, not 30 s later
     assert polls and all(p <= 1000 for p in polls)
     cap.stop()
+
+
+def test_capture_keeps_its_pace_under_load(monkeypatch):
+    """After a large batch the stage's wake-up is not honoured: batches come at the flush interval."""
+    import time
+
+    from tcpwatch.live.capture import Capture
+    from tcpwatch.live.filters import Filters
+
+    cap = Capture(Filters(), flush_interval=0.5)
+    cap._t0 = time.monotonic()
+    cap._mono_to_epoch = time.time() - time.monotonic()
+    cap._last_batch_rows = Capture.WAKE_MAX_ROWS + 1
+    monkeypatch.setattr(cap, "_poll", lambda timeout_ms: time.sleep(timeout_ms / 1000))
+    t0 = time.monotonic()
+    assert next(cap.batches(idle_ticks=True, wake=lambda: time.time())) is None
+    assert time.monotonic() - t0 >= 0.45      # the flush interval, not the (past) release time
+    cap.stop()
