@@ -17,7 +17,7 @@ static __always_inline int tw_gave_up(const void *sk, int newstate)
     return err == TW_ETIMEDOUT || err == TW_EHOSTUNREACH || err == TW_ENETUNREACH || err == TW_EHOSTDOWN;
 }
 
-#if TP_inet_sock_set_state_PRESENT
+#if TP_inet_sock_set_state_PRESENT && !TW_RAW_tw_giveup
 int tw_giveup(struct tp_inet_sock_set_state *args)
 {
     if (TPF(inet_sock_set_state, newstate, args) != 7 /* TCP_CLOSE */)

@@ -34,7 +34,7 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
     tw_submit(ctx, &e);
 }
 
-#if TP_net_dev_queue_PRESENT
+#if TP_net_dev_queue_PRESENT && !TW_RAW_tw_dev_queue
 int tw_dev_queue(struct tp_net_dev_queue *args)
 {
     tw_wire(args, (const void *)TPF(net_dev_queue, skbaddr, args), TW_KIND_WIRE_OUT, 0);
@@ -42,7 +42,7 @@ int tw_dev_queue(struct tp_net_dev_queue *args)
 }
 #endif
 
-#if TP_netif_receive_skb_PRESENT
+#if TP_netif_receive_skb_PRESENT && !TW_RAW_tw_receive_skb
 int tw_receive_skb(struct tp_netif_receive_skb *args)
 {
     tw_wire(args, (const void *)TPF(netif_receive_skb, skbaddr, args), TW_KIND_WIRE_IN, 1);

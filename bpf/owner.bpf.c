@@ -88,7 +88,7 @@ static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstat
     }
 }
 
-#if TP_inet_sock_set_state_PRESENT
+#if TP_inet_sock_set_state_PRESENT && !TW_RAW_tw_owner_state
 int tw_owner_state(struct tp_inet_sock_set_state *args)
 {
     if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
@@ -122,7 +122,7 @@ int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
 }
 #endif
 
-#if TP_tcp_destroy_sock_PRESENT
+#if TP_tcp_destroy_sock_PRESENT && !TW_RAW_tw_owner_destroy
 int tw_owner_destroy(struct tp_tcp_destroy_sock *args)
 {
     __u64 sk = (__u64)TPF(tcp_destroy_sock, skaddr, args);

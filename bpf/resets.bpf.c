@@ -64,7 +64,7 @@ static __always_inline void tw_reset_received(void *ctx, const void *sk, struct 
     tw_submit(ctx, e);
 }
 
-#if TP_tcp_send_reset_PRESENT
+#if TP_tcp_send_reset_PRESENT && !TW_RAW_tw_send_reset
 int tw_send_reset(struct tp_tcp_send_reset *args)
 {
     struct tw_event e = {};
@@ -83,7 +83,7 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
 }
 #endif
 
-#if TP_tcp_receive_reset_PRESENT
+#if TP_tcp_receive_reset_PRESENT && !TW_RAW_tw_receive_reset
 int tw_receive_reset(struct tp_tcp_receive_reset *args)
 {
     struct tw_event e = {};

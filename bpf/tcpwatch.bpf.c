@@ -565,17 +565,22 @@ static __always_inline void tw_softirq_out(void)
         (*depth)--;
 }
 
+/* Each probe is compiled in the one form it runs in: tracepoint, or raw (below). */
+#if !TW_RAW_tw_softirq_entry
 int tw_softirq_entry(void *ctx)
 {
     tw_softirq_in();
     return 0;
 }
+#endif
 
+#if !TW_RAW_tw_softirq_exit
 int tw_softirq_exit(void *ctx)
 {
     tw_softirq_out();
     return 0;
 }
+#endif
 
 /* Raw variants (tcpwatch/live/probes.py): the tracepoints fire on every softirq. */
 #if TW_RAW_tw_softirq_entry

@@ -281,6 +281,29 @@ def test_raw_variants_and_their_fallback(lab, monkeypatch):
         row[:5] for row in events(raw_frame, raw_played)}
 
 
+def test_raw_variant_refused_at_attach_is_rebuilt_as_tracepoint(lab, monkeypatch):
+    """Only the form a probe runs in is compiled; when the kernel refuses a raw variant anyway,
+    the program is built again with that probe's tracepoint form, and the events are the same."""
+    from bcc import BPF
+
+    real = BPF.attach_raw_tracepoint
+
+    def refuse_receive_reset(self, tp=b"", fn_name=b""):
+        if tp == b"tcp_receive_reset":
+            raise Exception("Failed to attach BPF to raw tracepoint (simulated)")
+        return real(self, tp=tp, fn_name=fn_name)
+
+    monkeypatch.setattr(BPF, "attach_raw_tracepoint", refuse_receive_reset)
+    with Capture(Filters.parse(netns=[lab.client.name, lab.server.name])) as cap:
+        refused(lab)
+        frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+    assert "tcp:tcp_receive_reset" in cap.stats.attached and "tcp:tcp_receive_reset" not in cap.stats.raw
+    assert "tcp:tcp_send_reset" in cap.stats.raw
+    assert sorted(frame["kind"]) == ["reset-received", "reset-sent"]
+    received = one(frame, "reset-received")
+    assert (received["state"], received["netns"]) == ("SYN_SENT", lab.client.inode)
+
+
 def _send_rst_with_ip_options(src: str, dst: str, sport: int, dport: int) -> None:
     """An RST whose IPv4 header carries options (IHL 6: four NOPs), sent from a raw socket opened
     inside the lab namespace. The kernel fills in the total length and the IP checksum."""

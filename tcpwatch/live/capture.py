@@ -56,6 +56,14 @@ def _supports_ringbuf() -> bool:
     return (major, minor) >= (5, 8)
 
 
+class _RawRefused(Exception):
+    """The kernel refused a probe's raw variant at load or attach."""
+
+    def __init__(self, function: str):
+        super().__init__(function)
+        self.function = function
+
+
 class Capture:
     """Use as a context manager; iterate `batches()` for schema DataFrames."""
 
@@ -92,8 +100,6 @@ class Capture:
 
         t0 = time.monotonic()
         require_live()
-        from bcc import BPF
-
         from .kernel_facts import kernel_facts
         from .program import Options, build_source, netns_constants
         from .tracefs import read_format
@@ -117,35 +123,27 @@ class Capture:
         facts = self._facts = kernel_facts()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
-        raw = raw_functions(present, facts)
-        options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
-                          filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
-                          filter_hosts=bool(self.filters.hosts),
-                          extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
-                          netns_constants=netns_constants(self.filters.netns))
-        source = build_source(formats, facts["offsets"], options, expand(self.groups, self.count))
         self._names = self._symbol_names(formats, facts["enums"])
-        from .program import BPF_DIR
-
-        try:
-            self._bpf = BPF(text=source.encode(), cflags=[f"-I{BPF_DIR}", "-Wno-macro-redefined"])
-        except Exception as err:
-            raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
-                                     "run `tcpwatch doctor`") from None
-        fill_maps(self._bpf, self.filters)
-        attached: dict[str, str] = {}   # probe function -> the function attached for it
-        for probe in present:
-            if probe.raw_host and probe.function in raw and attached.get(probe.raw_host) == f"{probe.raw_host}_raw":
-                # its raw code runs inside the host's program: nothing more to attach
-                self.stats.attached.append(probe.tracepoint)
-                self.stats.raw.append(probe.tracepoint)
-                continue
-            function = attached[probe.function] = self._attach(probe, probe.function in raw and not probe.raw_host)
-            self.stats.attached.append(probe.tracepoint)
-            if probe.group != "core":
-                # softirq-depth probes are skipped in pairs when a softirq runs inside one of our
-                # programs (depth stays balanced); only skipped event probes are missed events
-                self._attached_functions.add(function)
+        refused: set[str] = set()
+        while True:
+            # Only the form each probe runs in is compiled (a plain variant costs compile time
+            # at every start); a raw variant the kernel refuses means one more build without it.
+            raw = raw_functions(present, facts, refused)
+            options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
+                              filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
+                              filter_hosts=bool(self.filters.hosts),
+                              extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
+                              netns_constants=netns_constants(self.filters.netns))
+            self._compile(build_source(formats, facts["offsets"], options, expand(self.groups, self.count)))
+            try:
+                self._attach_all(present, raw)
+                break
+            except _RawRefused as err:
+                refused.add(err.function)
+                self._bpf.cleanup()
+                self._bpf = None
+                self.stats.attached, self.stats.raw = [], []
+                self._attached_functions.clear()
         table = self._bpf[b"events"]
         if use_ringbuf:
             from .ringbuf import RingReader
@@ -159,16 +157,42 @@ class Capture:
         self._t0 = t0
         return self
 
+    def _compile(self, source: str) -> None:
+        from bcc import BPF
+
+        from .program import BPF_DIR
+
+        try:
+            self._bpf = BPF(text=source.encode(), cflags=[f"-I{BPF_DIR}", "-Wno-macro-redefined"])
+        except Exception as err:
+            raise EnvironmentProblem(f"the BPF program did not compile or load: {str(err).splitlines()[0]}",
+                                     "run `tcpwatch doctor`") from None
+        fill_maps(self._bpf, self.filters)
+
+    def _attach_all(self, present, raw: set[str]) -> None:
+        for probe in present:
+            self.stats.attached.append(probe.tracepoint)
+            if probe.raw_host and probe.function in raw:
+                # its raw code runs inside its host's raw program (attached before it)
+                self.stats.raw.append(probe.tracepoint)
+                continue
+            function = self._attach(probe, probe.function in raw)
+            if probe.group != "core":
+                # softirq-depth probes are skipped in pairs when a softirq runs inside one of our
+                # programs (depth stays balanced); only skipped event probes are missed events
+                self._attached_functions.add(function)
+
     def _attach(self, probe, raw: bool) -> str:
         """Attach the probe's raw variant when this kernel runs it, else the tracepoint; returns
-        the function attached."""
+        the function attached. A refused raw variant raises _RawRefused (its tracepoint form was
+        not compiled: the caller builds again)."""
         if raw:
             try:
                 self._bpf.attach_raw_tracepoint(tp=probe.name.encode(), fn_name=f"{probe.function}_raw".encode())
-                self.stats.raw.append(probe.tracepoint)
-                return f"{probe.function}_raw"
-            except Exception:   # refused at load or attach: the tracepoint does the same job
-                pass
+            except Exception as err:    # refused at load or attach
+                raise _RawRefused(probe.function) from err
+            self.stats.raw.append(probe.tracepoint)
+            return f"{probe.function}_raw"
         self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
         return probe.function
 

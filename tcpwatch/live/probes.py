@@ -90,10 +90,11 @@ def raw_usable(probe: Probe, facts: dict) -> bool:
             and all(facts["offsets"].get(name, -1) >= 0 for name in probe.raw_needs))
 
 
-def raw_functions(probes: list[Probe], facts: dict) -> set[str]:
+def raw_functions(probes: list[Probe], facts: dict, refused: set[str] | frozenset[str] = frozenset()) -> set[str]:
     """The functions among these probes whose raw variant this kernel runs (TW_RAW_<function>):
-    those raw_usable, a rider only with its host among them."""
-    usable = {p.function for p in probes if raw_usable(p, facts)}
+    those raw_usable and not refused at attach, a rider only with its host among them. Only
+    these are compiled in their raw form, the others in their tracepoint form."""
+    usable = {p.function for p in probes if raw_usable(p, facts)} - set(refused)
     return {p.function for p in probes if p.function in usable and (p.raw_host is None or p.raw_host in usable)}
 
 
