@@ -39,7 +39,9 @@ class Stats:
     def as_dict(self, stopped: float | None = None) -> dict:
         return {"captured": self.captured, "lost": self.lost, "missed": self.missed, "transport": self.transport,
                 "duration": round((stopped or time.time()) - self.started, 3),
-                "attached": self.attached, "raw_probes": self.raw, "missing_probes": self.missing}
+                # a tracepoint two groups use (owner, giveup) is named once
+                "attached": list(dict.fromkeys(self.attached)), "raw_probes": list(dict.fromkeys(self.raw)),
+                "missing_probes": self.missing}
 
 
 def _pages(buffer_mb: float) -> int:
