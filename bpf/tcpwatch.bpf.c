@@ -460,8 +460,10 @@ static __always_inline void tw_submit(void *ctx, struct tw_event *e)
  * dropped here rather than paired in userspace, and a flood of refusals costs one event each
  * (a per-CPU slot, not a hash map: no lock, no hashing on the hot path). An active reset is
  * traced after its packet is sent; those pairs, and any the slot misses, userspace pairs.
- * The slot's age is kept in jiffies: the copy follows within microseconds, and a jiffy
- * costs a memory load where a clock read costs tens of nanoseconds on a VM. */
+ * The slot's age is kept in jiffies: a jiffy costs a memory load where a clock read costs
+ * tens of nanoseconds on a VM. The copy usually follows within microseconds, but measured
+ * under a flood one came 10 ms late (its sender interrupted): the window is 25 ticks, 25 to
+ * 250 ms by CONFIG_HZ. Only the same flow in the same namespace on the same CPU matches. */
 struct tw_flow {
     __u32 netns;
     __u16 sport;
@@ -474,7 +476,7 @@ struct tw_pending_rst {
     __u64 jiffies;      /* when the stack reported it; 0: the slot is empty */
 };
 BPF_PERCPU_ARRAY(tw_stack_rst, struct tw_pending_rst, 1);
-#define TW_PAIR_JIFFIES 2   /* a copy seen 3 ticks later (3 to 30 ms by CONFIG_HZ) is not this one */
+#define TW_PAIR_JIFFIES 25
 
 static __always_inline void tw_flow_of(const struct tw_event *e, struct tw_flow *f)
 {

@@ -105,3 +105,15 @@ def test_capture_keeps_its_pace_under_load(monkeypatch):
     assert next(cap.batches(idle_ticks=True, wake=lambda: time.time())) is None
     assert time.monotonic() - t0 >= 0.45      # the flush interval, not the (past) release time
     cap.stop()
+
+
+def test_an_older_lone_row_of_a_reused_tuple_does_not_shift_the_pairing():
+    """A flood reuses ephemeral ports: a held reset of an earlier connection on the same tuple
+    (its device copy dropped in the kernel) must not take the device copy of the next one."""
+    pairing = OriginPairing(window=0.2, latency=0.05)
+    pairing.feed(rows((100.00, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1)), now=100.1)
+    pairing.feed(rows((100.21, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1),    # same tuple, next connect
+                      (100.22, "wire-out", "10.0.0.2", 9, "10.0.0.1", 5000, 1)), now=100.23)
+    out = pairing.feed(None, now=101.0)
+    assert list(zip(out["ts"], out["origin"])) == [(100.00, "tcp-stack"), (100.21, "tcp-stack")]
+    assert list(out["ifindex"].isna()) == [True, False]        # the device copy folded into the second

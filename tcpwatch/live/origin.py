@@ -75,7 +75,16 @@ class OriginPairing:
         stack_kid = np.where(kid == _WIRE_OUT, _SENT, np.where(kid == _WIRE_IN, _RECEIVED, kid))
         # one integer per (tuple, direction)
         group, _ = factorize_rows([rows[c] for c in KEY] + [stack_kid])
-        group = group * 2 + wire
+        ts = rows["ts"].to_numpy()
+        # ... split into episodes: runs of that tuple's rows less than a window apart. A flood
+        # reuses ephemeral ports within a second; an older lone row of the same tuple (its
+        # device copy dropped in the kernel) must not shift the counting below.
+        by_time = np.lexsort((ts, group))
+        g, t = group[by_time], ts[by_time]
+        starts_episode = np.r_[True, (g[1:] != g[:-1]) | (np.diff(t) > self.window)] if n else np.zeros(0, bool)
+        episode = np.empty(n, dtype=np.int64)
+        episode[by_time] = np.cumsum(starts_episode) - 1
+        group = episode * 2 + wire
         # nth occurrence of each row within its group, in time order (rows are in time order)
         order = np.lexsort((np.arange(n), group))
         sorted_group = group[order]
@@ -89,7 +98,6 @@ class OriginPairing:
         wire_rows, stack_rows = np.flatnonzero(wire), np.flatnonzero(is_stack)
         _, at_w, at_s = np.intersect1d(pair_key[wire_rows], pair_key[stack_rows], return_indices=True)
         paired_wire, paired_stack = wire_rows[at_w], stack_rows[at_s]
-        ts = rows["ts"].to_numpy()
         close = np.abs(ts[paired_wire] - ts[paired_stack]) <= self.window
         paired_wire, paired_stack = paired_wire[close], paired_stack[close]
 
