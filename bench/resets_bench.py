@@ -141,28 +141,19 @@ RUNNERS = {
 
 
 def parse_args(argv: list[str]) -> tuple[float, int]:
-    seconds, rounds = 5.0, 3
-    args = list(argv)
-    if "--rounds" in args:
-        i = args.index("--rounds")
-        rounds = int(args[i + 1])
-        del args[i:i + 2]
-    if args:
-        seconds = float(args[0])
-    return seconds, rounds
+    import argparse
 
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("seconds", nargs="?", type=float, default=5.0, help="length of each run (default 5)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every consumer (default 3)")
+    args = parser.parse_args(argv)
+    return args.seconds, args.rounds
 
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tcpwatch.lab import Lab
 
-    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
-        print(__doc__.strip())
-        return
     seconds, rounds = parse_args(sys.argv[1:])
     exe = build_generator()
     results: dict[str, list[dict]] = {name: [] for name in RUNNERS}
@@ -181,7 +172,7 @@ def main() -> None:
                 results[name].append(r)
                 before = after
             firsts.append(time_to_first_event(lab, exe))
-    base = median(untraced)
+    base = statistics.median(untraced)
     print(f"\nrefused connects for {seconds:.0f} s in a private namespace, 2 resets each; "
           f"{rounds} rounds, medians")
     print(f"untraced: {base / seconds:,.0f} connects/s ({2 * base / seconds:,.0f} events/s; "
@@ -189,16 +180,18 @@ def main() -> None:
     print(f"{'consumer':<34} {'generated':>10} {'captured':>10} {'records':>10} {'lost':>6} {'events/s':>9} "
           f"{'CPU s':>6} {'rate ratio':>10} {'(range)':>11}")
     for name, runs in results.items():
-        generated = median([2 * r["connects"] for r in runs])
+        generated = statistics.median([2 * r["connects"] for r in runs])
         ratios = [r["ratio"] for r in runs]
-        print(f"{name:<34} {generated:>10,.0f} {median([r['captured'] for r in runs]):>10,.0f} "
-              f"{median([r['records'] for r in runs]):>10,.0f} {max(r['lost'] for r in runs):>6,} "
-              f"{generated / seconds:>9,.0f} {median([r['cpu'] for r in runs]):>6.2f} {median(ratios):>10.2f} "
+        print(f"{name:<34} {generated:>10,.0f} {statistics.median([r['captured'] for r in runs]):>10,.0f} "
+              f"{statistics.median([r['records'] for r in runs]):>10,.0f} {max(r['lost'] for r in runs):>6,} "
+              f"{generated / seconds:>9,.0f} {statistics.median([r['cpu'] for r in runs]):>6.2f} "
+              f"{statistics.median(ratios):>10.2f} "
               f"{min(ratios):>5.2f}-{max(ratios):.2f}")
     print("(records: what the kernel handed over; with device probes each reset also comes from its device,"
           " and the pairs are folded into one event. 'its BPF alone': tcpwatch's default programs with a"
           " reader that drops the records, the kernel side's share of the cost. lost: the most in any round)")
-    print(f"\ntcpwatch: start to first event {median(firsts):.2f} s (median; {min(firsts):.2f}-{max(firsts):.2f}; "
+    print(f"\ntcpwatch: start to first event {statistics.median(firsts):.2f} s "
+          f"(median; {min(firsts):.2f}-{max(firsts):.2f}; "
           f"goal <= 1.5 s); rate ratio goal >= 0.90; loss goal 0")
 
 
