@@ -11,7 +11,7 @@
 static __always_inline int tw_gave_up(const void *sk, int newstate)
 {
     __u32 err = 0;
-    if (newstate != 7 /* TCP_CLOSE */ || !sk || OFF_SK_ERR < 0)
+    if (newstate != TW_TCP_CLOSE || !sk || OFF_SK_ERR < 0)
         return 0;
     bpf_probe_read_kernel(&err, sizeof(err), (const char *)sk + OFF_SK_ERR);
     return err == TW_ETIMEDOUT || err == TW_EHOSTUNREACH || err == TW_ENETUNREACH || err == TW_EHOSTDOWN;
@@ -20,12 +20,12 @@ static __always_inline int tw_gave_up(const void *sk, int newstate)
 #if TP_inet_sock_set_state_PRESENT && !TW_RAW_tw_giveup
 int tw_giveup(struct tp_inet_sock_set_state *args)
 {
-    if (TPF(inet_sock_set_state, newstate, args) != 7 /* TCP_CLOSE */)
+    if (TPF(inet_sock_set_state, newstate, args) != TW_TCP_CLOSE)
         return 0;
-    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != 6)
+    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
         return 0;
     const void *sk = (const void *)TPF(inet_sock_set_state, skaddr, args);
-    if (!tw_gave_up(sk, 7))
+    if (!tw_gave_up(sk, TW_TCP_CLOSE))
         return 0;
 
     struct tw_event e = {};

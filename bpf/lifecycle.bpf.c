@@ -4,7 +4,7 @@
 #if TP_inet_sock_set_state_PRESENT
 int tw_state_change(struct tp_inet_sock_set_state *args)
 {
-    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != 6)
+    if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
         return 0;
     struct tw_event e = {};
     const void *sk = (const void *)TPF(inet_sock_set_state, skaddr, args);

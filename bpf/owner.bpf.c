@@ -11,12 +11,6 @@
  *  - the entry goes when the socket is destroyed.
  * The table itself, and tw_owner() which reads it, are in bpf/tcpwatch.bpf.c. */
 
-#define TW_TCP_ESTABLISHED 1
-#define TW_TCP_SYN_RECV 3
-#define TW_TCP_CLOSE 7
-#define TW_TCP_LISTEN 10
-#define TW_IPPROTO_TCP 6
-
 struct tw_listen_key {
     __u32 netns;
     __u16 port;
@@ -99,9 +93,9 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
 }
 #endif
 
-/* Raw variant: (sk, oldstate, newstate) as the kernel passes them; the protocol from the socket
- * (one byte: the low byte of a u16, or an 8-bit field on older kernels). It also runs the
- * giveup group's check when that rides on it (defined in bpf/giveup.bpf.c, appended later). */
+/* Raw variant: (sk, oldstate, newstate) as the kernel passes them; the protocol from the
+ * socket. It also runs the giveup group's check when that rides on it (defined in
+ * bpf/giveup.bpf.c, appended later). */
 #if TW_RAW_tw_giveup
 static __always_inline void tw_giveup_raw(void *ctx, const void *sk, int oldstate, int newstate);
 #endif
@@ -110,9 +104,7 @@ static __always_inline void tw_giveup_raw(void *ctx, const void *sk, int oldstat
 int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
 {
     __u64 sk = ctx->args[0];
-    __u8 protocol = 0;
-    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
-    if (protocol != TW_IPPROTO_TCP)
+    if (!tw_sk_is_tcp((const void *)sk))
         return 0;
     tw_owner_changed(sk, (int)ctx->args[1], (int)ctx->args[2], 0, 1);
 #if TW_RAW_tw_giveup
@@ -159,11 +151,7 @@ static __always_inline void *tw_fd_sock(long fd)
 static __always_inline void tw_owner_accepted(long fd)
 {
     void *sk = tw_fd_sock(fd);
-    __u16 protocol = 0;
-    if (!sk || OFF_SK_PROTOCOL < 0)
-        return;
-    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
-    if (protocol != TW_IPPROTO_TCP)
+    if (!tw_sk_is_tcp(sk))
         return;
     struct tw_owner_rec rec = {};
     tw_current_owner(&rec);

@@ -5,8 +5,6 @@
  * per reset), chosen per kernel by tcpwatch/live/probes.py. Both fill e the same way and hand
  * it to one function, which does the rest. */
 
-#define TW_TCP_LISTEN_STATE 10
-
 /* The rest of a sent reset, once e holds what the caller knows (addresses, state, reason): the
  * packet that provoked it (NULL for an active reset), its namespace, owner, submission. */
 static __always_inline void tw_reset_sent(void *ctx, const void *sk, const void *skb, struct tw_event *e,
@@ -20,7 +18,7 @@ static __always_inline void tw_reset_sent(void *ctx, const void *sk, const void 
      * ACK; and a listener's reset, or one with no socket, goes back to where it came from. */
     if (tw_skb_view(skb, 0, &view) && tw_read_tcp(view.network, &trigger)) {
         e->trigger_flags = trigger.flags;
-        if (!sk || e->state == TW_TCP_LISTEN_STATE) {
+        if (!sk || e->state == TW_TCP_LISTEN) {
             e->family = trigger.family;
             __builtin_memcpy(e->saddr, trigger.daddr, 16);
             __builtin_memcpy(e->daddr, trigger.saddr, 16);

@@ -14,6 +14,16 @@
 #define TW_MIN2(a, b) ((a) < (b) ? (a) : (b))
 #define TW_MAX2(a, b) ((a) > (b) ? (a) : (b))
 
+/* TCP states as the kernel numbers them (include/net/tcp_states.h), for the program's own
+ * decisions; the names printed come from the format files. */
+#define TW_TCP_ESTABLISHED 1
+#define TW_TCP_SYN_RECV 3
+#define TW_TCP_TIME_WAIT 6
+#define TW_TCP_CLOSE 7
+#define TW_TCP_LISTEN 10
+#define TW_TCP_NEW_SYN_RECV 12
+#define TW_IPPROTO_TCP 6
+
 #if TW_USE_RINGBUF
 BPF_RINGBUF_OUTPUT(events, TW_RINGBUF_PAGES);
 #else
@@ -89,6 +99,17 @@ static __always_inline __u32 tw_skb_netns(const void *skb)
     return netns;
 }
 
+/* Whether sk is a TCP socket: one byte of sk_protocol (the low byte of today's u16, or an
+ * 8-bit field on older kernels). */
+static __always_inline int tw_sk_is_tcp(const void *sk)
+{
+    __u8 protocol = 0;
+    if (!sk || OFF_SK_PROTOCOL < 0)
+        return 0;
+    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
+    return protocol == TW_IPPROTO_TCP;
+}
+
 static __always_inline __u8 tw_sk_state(const void *sk)
 {
     __u8 state = 0;
@@ -158,7 +179,7 @@ static __always_inline void tw_sk_ends(const void *sk, struct tw_sk_facts *f, st
     f->netns = tw_net_inum(net);
     /* A full socket that gave its port back on the way to CLOSE still has it in inet_sport
      * (where the tracepoints read it); time-wait and request sockets have no inet_sock. */
-    if (!num && f->state != 6 /* TIME_WAIT */ && f->state != 12 /* NEW_SYN_RECV */ && OFF_INET_SPORT >= 0) {
+    if (!num && f->state != TW_TCP_TIME_WAIT && f->state != TW_TCP_NEW_SYN_RECV && OFF_INET_SPORT >= 0) {
         bpf_probe_read_kernel(&num, sizeof(num), (const char *)sk + OFF_INET_SPORT);
         num = bpf_ntohs(num);
     }
@@ -409,15 +430,16 @@ static __always_inline void tw_owner_drop(__u64 sk)
     }
 }
 
-/* The owner may be named only in process context: in softirq the on-CPU task is whoever
- * was interrupted, so there the recorded owner of the socket is used, or nobody.
- * sk is the socket the event concerns (may be NULL). */
+/* Whether this CPU is running a softirq (depth kept by the core's softirq probes). */
 static __always_inline int tw_in_softirq(void)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
     return depth && *depth;
 }
 
+/* The owner may be named only in process context: in softirq the on-CPU task is whoever
+ * was interrupted, so there the recorded owner of the socket is used, or nobody.
+ * sk is the socket the event concerns (may be NULL). */
 static __always_inline void tw_owner(struct tw_event *e, const void *sk)
 {
     if (tw_in_softirq()) {
