@@ -25,6 +25,7 @@ def diagnosed(lab, play):
         frames = list(enriched(cap.batches(1.0, idle_ticks=True), stage))
     assert cap.stats.lost == 0
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["kind", "netns"])
+    frame.attrs["capture"] = {k: v for k, v in cap.stats.as_dict().items() if k in ("captured", "lost", "missed")}
     return played, frame
 
 
@@ -32,7 +33,8 @@ def only(frame, **match):
     rows = frame
     for column, value in match.items():
         rows = rows[rows[column] == value]
-    assert len(rows) == 1, f"want one row with {match}, got:\n{frame.drop(columns=['explanation']).to_string()}"
+    assert len(rows) == 1, (f"want one row with {match}, got (capture: {frame.attrs.get('capture')}):\n"
+                            f"{frame.drop(columns=['explanation']).to_string()}")
     return rows.iloc[0]
 
 
