@@ -8,12 +8,11 @@
 #define TW_EHOSTDOWN 112
 
 /* 1 when a TCP socket moving to newstate is one the kernel gave up on. */
-static __always_inline int tw_gave_up(const void *sk, int newstate)
+static __always_inline int tw_gave_up(int direct, const void *sk, int newstate)
 {
-    __u32 err = 0;
-    if (newstate != TW_TCP_CLOSE || !sk || OFF_SK_ERR < 0)
+    if (newstate != TW_TCP_CLOSE)
         return 0;
-    bpf_probe_read_kernel(&err, sizeof(err), (const char *)sk + OFF_SK_ERR);
+    __u32 err = tw_sk_err(direct, sk);
     return err == TW_ETIMEDOUT || err == TW_EHOSTUNREACH || err == TW_ENETUNREACH || err == TW_EHOSTDOWN;
 }
 
@@ -25,13 +24,13 @@ int tw_giveup(struct tp_inet_sock_set_state *args)
     if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
         return 0;
     const void *sk = (const void *)TPF(inet_sock_set_state, skaddr, args);
-    if (!tw_gave_up(sk, TW_TCP_CLOSE))
+    if (!tw_gave_up(0, sk, TW_TCP_CLOSE))
         return 0;
 
     struct tw_event e = {};
     if (!tw_state_record_event(args, sk, &e))
         return 0;
-    tw_owner(&e, sk);
+    tw_owner(&e, (__u64)sk);
     tw_submit(args, &e);
     return 0;
 }
@@ -41,17 +40,18 @@ int tw_giveup(struct tp_inet_sock_set_state *args)
  * this for every TCP state change (tcpwatch/live/probes.py: raw_host), which saves a second
  * program run on every state change of the host. */
 #if TW_RAW_tw_giveup
-static __always_inline void tw_giveup_raw(void *ctx, const void *sk, int oldstate, int newstate)
+static __always_inline void tw_giveup_raw(int direct, void *ctx, const void *sk, __u64 key, int oldstate,
+                                          int newstate)
 {
-    if (!tw_gave_up(sk, newstate))
+    if (!tw_gave_up(direct, sk, newstate))
         return;
     struct tw_event e = {};
     struct tw_sk_facts facts = {};
-    tw_sk_ends(sk, &facts, &e, 0);
+    tw_sk_ends(direct, sk, &facts, &e, 0);
     e.netns = facts.netns;
-    if (!tw_state_event(sk, oldstate, newstate, &facts, &e))
+    if (!tw_state_event(direct, sk, key, oldstate, newstate, &facts, &e))
         return;
-    tw_owner(&e, sk);
+    tw_owner(&e, key);
     tw_submit(ctx, &e);
 }
 #endif

@@ -4,10 +4,10 @@
  * Userspace pairs these with the stack's events to label each reset's origin.
  * Runs on every packet, so it bails out as early as it can: not IP, not TCP, not RST. */
 
-static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int from_data)
+static __always_inline void tw_wire(int direct, void *ctx, const void *skb, __u8 kind, int from_data)
 {
     struct tw_skb_view v = {};
-    if (!tw_skb_view(skb, from_data, &v))
+    if (!tw_skb_view(direct, skb, from_data, &v))
         return;
     if (v.protocol != bpf_htons(0x0800) && v.protocol != bpf_htons(0x86DD))
         return;
@@ -22,7 +22,7 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
     __builtin_memcpy(e.daddr, p.daddr, 16);
     e.sport = p.sport;
     e.dport = p.dport;
-    tw_dev_facts(tw_ptr_at(skb, OFF_SKB_DEV), &e.netns, &e.ifindex);
+    tw_dev_facts(direct, tw_ptr_at(direct, skb, OFF_SKB_DEV), &e.netns, &e.ifindex);
     if (kind == TW_KIND_WIRE_OUT && tw_stack_rst_seen(&e))
         return;  /* the stack's own reset, already reported (and kept by the filters) */
     if (!tw_keep(&e))
@@ -37,7 +37,7 @@ static __always_inline void tw_wire(void *ctx, const void *skb, __u8 kind, int f
 #if TP_net_dev_queue_PRESENT && !TW_RAW_tw_dev_queue
 int tw_dev_queue(struct tp_net_dev_queue *args)
 {
-    tw_wire(args, (const void *)TPF(net_dev_queue, skbaddr, args), TW_KIND_WIRE_OUT, 0);
+    tw_wire(0, args, (const void *)TPF(net_dev_queue, skbaddr, args), TW_KIND_WIRE_OUT, 0);
     return 0;
 }
 #endif
@@ -45,24 +45,25 @@ int tw_dev_queue(struct tp_net_dev_queue *args)
 #if TP_netif_receive_skb_PRESENT && !TW_RAW_tw_receive_skb
 int tw_receive_skb(struct tp_netif_receive_skb *args)
 {
-    tw_wire(args, (const void *)TPF(netif_receive_skb, skbaddr, args), TW_KIND_WIRE_IN, 1);
+    tw_wire(0, args, (const void *)TPF(netif_receive_skb, skbaddr, args), TW_KIND_WIRE_IN, 1);
     return 0;
 }
 #endif
 
-/* Raw variants: the skb is the tracepoint's only argument (checked against BTF at start). */
+/* Raw variants: the skb is the tracepoint's only argument (checked against BTF at start); read
+ * directly when loaded as a BTF tracepoint. */
 #if TW_RAW_tw_dev_queue
-int tw_dev_queue_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_dev_queue_raw(tw_raw_args ctx)
 {
-    tw_wire(ctx, (const void *)ctx->args[0], TW_KIND_WIRE_OUT, 0);
+    tw_wire(TW_BTF_tw_dev_queue, ctx, (const void *)ctx[0], TW_KIND_WIRE_OUT, 0);
     return 0;
 }
 #endif
 
 #if TW_RAW_tw_receive_skb
-int tw_receive_skb_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_receive_skb_raw(tw_raw_args ctx)
 {
-    tw_wire(ctx, (const void *)ctx->args[0], TW_KIND_WIRE_IN, 1);
+    tw_wire(TW_BTF_tw_receive_skb, ctx, (const void *)ctx[0], TW_KIND_WIRE_IN, 1);
     return 0;
 }
 #endif

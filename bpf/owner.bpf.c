@@ -29,22 +29,21 @@ static __always_inline void tw_current_owner(struct tw_owner_rec *rec)
     bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
 }
 
-static __always_inline __u16 tw_owner_sport(__u64 sk, const void *args, int raw)
+static __always_inline __u16 tw_owner_sport(const void *sk, const void *args, int raw)
 {
-    __u16 port = 0;
 #if TP_inet_sock_set_state_PRESENT
     if (!raw)
         return TPF(inet_sock_set_state, sport, (const struct tp_inet_sock_set_state *)args);
 #endif
     /* inet_sport, as the tracepoint: skc_num is already 0 when a listener moves to CLOSE */
-    if (OFF_INET_SPORT >= 0)
-        bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + OFF_INET_SPORT);
-    return bpf_ntohs(port);
+    return tw_inet_sport(sk);
 }
 
 /* A TCP socket changed state: who owns it now. sport is read only where a listener is
- * involved (the tracepoint's field, or the socket's own port for the raw variant). */
-static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstate, const void *args, int raw)
+ * involved (the tracepoint's field, or the socket's own port for the raw variant). key: sk as
+ * a number (tw_addr), the owner table's key. */
+static __always_inline void tw_owner_changed(int direct, const void *sk, __u64 key, int oldstate, int newstate,
+                                             const void *args, int raw)
 {
     /* The listener key (a netns read: three memory loads) only where a listener is involved. */
     struct tw_listen_key lkey = {};
@@ -54,31 +53,31 @@ static __always_inline void tw_owner_changed(__u64 sk, int oldstate, int newstat
         struct tw_listener l = {};
         /* Already recorded for this process (connect, then the close of the same socket): the
          * record stands, and the comm copy and the write are saved. */
-        if (!listener && tw_owner_get(sk, &l.owner) && l.owner.pid == bpf_get_current_pid_tgid() >> 32)
+        if (!listener && tw_owner_get(key, &l.owner) && l.owner.pid == bpf_get_current_pid_tgid() >> 32)
             return;
         tw_current_owner(&l.owner);
-        tw_owner_put(sk, &l.owner);
+        tw_owner_put(key, &l.owner);
         if (!listener)
             return;
-        lkey.netns = tw_sk_netns((const void *)sk);
+        lkey.netns = tw_sk_netns(direct, sk);
         lkey.port = tw_owner_sport(sk, args, raw);
         if (newstate == TW_TCP_LISTEN) {
-            l.sk = sk;
+            l.sk = key;
             tw_listeners.update(&lkey, &l);
         } else if (newstate == TW_TCP_CLOSE) {
             struct tw_listener *was = tw_listeners.lookup(&lkey);
-            if (was && was->sk == sk)
+            if (was && was->sk == key)
                 tw_listeners.delete(&lkey);
         }
         return;
     }
     if (newstate == TW_TCP_SYN_RECV || newstate == TW_TCP_ESTABLISHED) {
-        lkey.netns = tw_sk_netns((const void *)sk);
+        lkey.netns = tw_sk_netns(direct, sk);
         lkey.port = tw_owner_sport(sk, args, raw);
         struct tw_listener *l = tw_listeners.lookup(&lkey);
         struct tw_owner_rec known = {};
-        if (l && !tw_owner_get(sk, &known))
-            tw_owner_put(sk, &l->owner);
+        if (l && !tw_owner_get(key, &known))
+            tw_owner_put(key, &l->owner);
     }
 }
 
@@ -87,28 +86,31 @@ int tw_owner_state(struct tp_inet_sock_set_state *args)
 {
     if (TPH(inet_sock_set_state, protocol) && TPF(inet_sock_set_state, protocol, args) != TW_IPPROTO_TCP)
         return 0;
-    tw_owner_changed((__u64)TPF(inet_sock_set_state, skaddr, args), TPF(inet_sock_set_state, oldstate, args),
+    const void *sk = (const void *)TPF(inet_sock_set_state, skaddr, args);
+    tw_owner_changed(0, sk, (__u64)sk, TPF(inet_sock_set_state, oldstate, args),
                      TPF(inet_sock_set_state, newstate, args), args, 0);
     return 0;
 }
 #endif
 
 /* Raw variant: (sk, oldstate, newstate) as the kernel passes them; the protocol from the
- * socket. It also runs the giveup group's check when that rides on it (defined in
- * bpf/giveup.bpf.c, appended later). */
+ * socket (directly when loaded as a BTF tracepoint). It also runs the giveup group's check when
+ * that rides on it (defined in bpf/giveup.bpf.c, appended later). */
 #if TW_RAW_tw_giveup
-static __always_inline void tw_giveup_raw(void *ctx, const void *sk, int oldstate, int newstate);
+static __always_inline void tw_giveup_raw(int direct, void *ctx, const void *sk, __u64 key, int oldstate,
+                                          int newstate);
 #endif
 
 #if TW_RAW_tw_owner_state
-int tw_owner_state_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_owner_state_raw(tw_raw_args ctx)
 {
-    __u64 sk = ctx->args[0];
-    if (!tw_sk_is_tcp((const void *)sk))
+    const void *sk = (const void *)ctx[0];
+    if (!tw_sk_is_tcp(TW_BTF_tw_owner_state, sk))
         return 0;
-    tw_owner_changed(sk, (int)ctx->args[1], (int)ctx->args[2], 0, 1);
+    __u64 key = tw_addr(TW_BTF_tw_owner_state, sk);
+    tw_owner_changed(TW_BTF_tw_owner_state, sk, key, (int)ctx[1], (int)ctx[2], 0, 1);
 #if TW_RAW_tw_giveup
-    tw_giveup_raw(ctx, (const void *)sk, (int)ctx->args[1], (int)ctx->args[2]);
+    tw_giveup_raw(TW_BTF_tw_owner_state, ctx, sk, key, (int)ctx[1], (int)ctx[2]);
 #endif
     return 0;
 }
@@ -124,10 +126,9 @@ int tw_owner_destroy(struct tp_tcp_destroy_sock *args)
 #endif
 
 #if TW_RAW_tw_owner_destroy
-int tw_owner_destroy_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_owner_destroy_raw(tw_raw_args ctx)
 {
-    __u64 sk = ctx->args[0];
-    tw_owner_drop(sk);
+    tw_owner_drop(tw_addr(TW_BTF_tw_owner_destroy, (const void *)ctx[0]));
     return 0;
 }
 #endif
@@ -140,18 +141,18 @@ static __always_inline void *tw_fd_sock(long fd)
         || OFF_SOCKET_SK < 0)
         return 0;
     void *task = (void *)bpf_get_current_task();
-    void **fds = tw_ptr_at(tw_ptr_at(tw_ptr_at(task, OFF_TASK_FILES), OFF_FILES_FDT), OFF_FDT_FD);
+    void **fds = tw_ptr_at(0, tw_ptr_at(0, tw_ptr_at(0, task, OFF_TASK_FILES), OFF_FILES_FDT), OFF_FDT_FD);
     if (!fds)
         return 0;
     void *file = 0;
     bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-    return tw_ptr_at(tw_ptr_at(file, OFF_FILE_PRIVATE), OFF_SOCKET_SK);
+    return tw_ptr_at(0, tw_ptr_at(0, file, OFF_FILE_PRIVATE), OFF_SOCKET_SK);
 }
 
 static __always_inline void tw_owner_accepted(long fd)
 {
     void *sk = tw_fd_sock(fd);
-    if (!tw_sk_is_tcp(sk))
+    if (!tw_sk_is_tcp(0, sk))
         return;
     struct tw_owner_rec rec = {};
     tw_current_owner(&rec);

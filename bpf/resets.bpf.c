@@ -7,8 +7,8 @@
 
 /* The rest of a sent reset, once e holds what the caller knows (addresses, state, reason): the
  * packet that provoked it (NULL for an active reset), its namespace, owner, submission. */
-static __always_inline void tw_reset_sent(void *ctx, const void *sk, const void *skb, struct tw_event *e,
-                                          const struct tw_sk_facts *facts)
+static __always_inline void tw_reset_sent(int direct, void *ctx, const void *sk, const void *skb,
+                                          struct tw_event *e, const struct tw_sk_facts *facts)
 {
     struct tw_pkt trigger = {};
     struct tw_skb_view view = {};
@@ -16,7 +16,7 @@ static __always_inline void tw_reset_sent(void *ctx, const void *sk, const void 
     e->kind = TW_KIND_RESET_SENT;
     /* The packet that provoked the reset: its flags tell an unsolicited SYN/ACK from a stray
      * ACK; and a listener's reset, or one with no socket, goes back to where it came from. */
-    if (tw_skb_view(skb, 0, &view) && tw_read_tcp(view.network, &trigger)) {
+    if (tw_skb_view(direct, skb, 0, &view) && tw_read_tcp(view.network, &trigger)) {
         e->trigger_flags = trigger.flags;
         if (!sk || e->state == TW_TCP_LISTEN) {
             e->family = trigger.family;
@@ -26,16 +26,16 @@ static __always_inline void tw_reset_sent(void *ctx, const void *sk, const void 
             e->dport = trigger.sport;
         }
     }
-    e->netns = sk ? facts->netns : tw_skb_netns(skb);
+    e->netns = sk ? facts->netns : tw_skb_netns(direct, skb);
     if (!tw_keep(e))
         return;
     e->ts_ns = bpf_ktime_get_ns();
-    e->skaddr = (__u64)sk;
+    e->skaddr = tw_addr(direct, sk);
     if (e->state)
         e->flags |= TW_F_HAS_STATE;
     e->cookie = facts->cookie;
     if (sk)
-        tw_owner(e, sk);
+        tw_owner(e, e->skaddr);
     else
         e->flags |= TW_F_SOFTIRQ;  /* no socket: the reply to a stray packet, sent from softirq */
 #if TW_WANT_NETDEV
@@ -45,7 +45,7 @@ static __always_inline void tw_reset_sent(void *ctx, const void *sk, const void 
 }
 
 /* The rest of a received reset: sk is the local socket, e holds the RST sender's end first. */
-static __always_inline void tw_reset_received(void *ctx, const void *sk, struct tw_event *e,
+static __always_inline void tw_reset_received(int direct, void *ctx, const void *sk, struct tw_event *e,
                                               const struct tw_sk_facts *facts, __u64 cookie)
 {
     e->kind = TW_KIND_RESET_RECEIVED;
@@ -53,12 +53,12 @@ static __always_inline void tw_reset_received(void *ctx, const void *sk, struct 
     if (!tw_keep(e))
         return;
     e->ts_ns = bpf_ktime_get_ns();
-    e->skaddr = (__u64)sk;
+    e->skaddr = tw_addr(direct, sk);
     e->state = facts->state;
     if (e->state)
         e->flags |= TW_F_HAS_STATE;
     e->cookie = cookie;
-    tw_owner(e, sk);
+    tw_owner(e, e->skaddr);
     tw_submit(ctx, e);
 }
 
@@ -76,7 +76,7 @@ int tw_send_reset(struct tp_tcp_send_reset *args)
         e.reason = TPF(tcp_send_reset, reason, args);
         e.flags |= TW_F_HAS_REASON;
     }
-    tw_reset_sent(args, sk, (const void *)TPF(tcp_send_reset, skbaddr, args), &e, &facts);
+    tw_reset_sent(0, args, sk, (const void *)TPF(tcp_send_reset, skbaddr, args), &e, &facts);
     return 0;
 }
 #endif
@@ -92,38 +92,39 @@ int tw_receive_reset(struct tp_tcp_receive_reset *args)
     TW_ADDRS(tcp_receive_reset, args, &e, 1);
     tw_sk_facts(sk, &facts);
     /* the tracepoint's cookie is generated on demand; the socket's own may still be 0 */
-    tw_reset_received(args, sk, &e, &facts,
+    tw_reset_received(0, args, sk, &e, &facts,
                       TPH(tcp_receive_reset, sock_cookie) ? TPF(tcp_receive_reset, sock_cookie, args) : facts.cookie);
     return 0;
 }
 #endif
 
-/* Raw forms: (sk, skb, reason) and (sk), checked against this kernel's BTF at start. */
+/* Raw forms: (sk, skb, reason) and (sk), checked against this kernel's BTF at start; read
+ * directly when loaded as BTF tracepoints. */
 #if TW_RAW_tw_send_reset
-int tw_send_reset_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_send_reset_raw(tw_raw_args ctx)
 {
     struct tw_event e = {};
     struct tw_sk_facts facts = {};
-    const void *sk = (const void *)ctx->args[0];
+    const void *sk = (const void *)ctx[0];
 
-    tw_sk_ends(sk, &facts, &e, 0);
+    tw_sk_ends(TW_BTF_tw_send_reset, sk, &facts, &e, 0);
     e.state = facts.state;
-    e.reason = (__u16)ctx->args[2];
+    e.reason = (__u16)ctx[2];
     e.flags |= TW_F_HAS_REASON;
-    tw_reset_sent(ctx, sk, (const void *)ctx->args[1], &e, &facts);
+    tw_reset_sent(TW_BTF_tw_send_reset, ctx, sk, (const void *)ctx[1], &e, &facts);
     return 0;
 }
 #endif
 
 #if TW_RAW_tw_receive_reset
-int tw_receive_reset_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_receive_reset_raw(tw_raw_args ctx)
 {
     struct tw_event e = {};
     struct tw_sk_facts facts = {};
-    const void *sk = (const void *)ctx->args[0];
+    const void *sk = (const void *)ctx[0];
 
-    tw_sk_ends(sk, &facts, &e, 1);
-    tw_reset_received(ctx, sk, &e, &facts, facts.cookie);
+    tw_sk_ends(TW_BTF_tw_receive_reset, sk, &facts, &e, 1);
+    tw_reset_received(TW_BTF_tw_receive_reset, ctx, sk, &e, &facts, facts.cookie);
     return 0;
 }
 #endif

@@ -15,12 +15,12 @@ int tw_retransmit_skb(struct tp_tcp_retransmit_skb *args)
 
     e.kind = TW_KIND_RETRANSMIT;
     TW_ADDRS(tcp_retransmit_skb, args, &e, 0);
-    e.netns = tw_sk_netns(sk);
+    e.netns = tw_sk_netns(0, sk);
     if (!tw_keep(&e))
         return 0;
     e.ts_ns = bpf_ktime_get_ns();
     e.skaddr = (__u64)sk;
-    e.state = TPH(tcp_retransmit_skb, state) ? TPF(tcp_retransmit_skb, state, args) : tw_sk_state(sk);
+    e.state = TPH(tcp_retransmit_skb, state) ? TPF(tcp_retransmit_skb, state, args) : tw_sk_state(0, sk);
     if (e.state)
         e.flags |= TW_F_HAS_STATE;
     if (skb && OFF_SKB_CB >= 0) {
@@ -31,8 +31,8 @@ int tw_retransmit_skb(struct tp_tcp_retransmit_skb *args)
             bpf_probe_read_kernel(&e.tcpflags, sizeof(e.tcpflags), skb + OFF_SKB_CB + OFF_TCB_FLAGS);
     }
     e.err = (__u32)TPF(tcp_retransmit_skb, err, args);  /* 6.17+: the transmit's result */
-    e.cookie = tw_sk_cookie(sk);
-    tw_owner(&e, sk);
+    e.cookie = tw_sk_cookie(0, sk);
+    tw_owner(&e, (__u64)sk);
     tw_submit(args, &e);
     return 0;
 }
@@ -47,21 +47,21 @@ int tw_retransmit_synack(struct tp_tcp_retransmit_synack *args)
 
     e.kind = TW_KIND_RETRANSMIT;
     TW_ADDRS(tcp_retransmit_synack, args, &e, 0);
-    e.netns = tw_sk_netns(listener);
+    e.netns = tw_sk_netns(0, listener);
     if (!tw_keep(&e))
         return 0;
     e.ts_ns = bpf_ktime_get_ns();
     /* The request socket is this connection's identity until it is accepted; it starts
      * with a struct sock_common, so the socket's state and cookie offsets apply. */
     e.skaddr = (__u64)(req ? req : listener);
-    e.state = tw_sk_state(req);
+    e.state = tw_sk_state(0, req);
     if (e.state)
         e.flags |= TW_F_HAS_STATE;
     e.tcpflags = TW_TCPHDR_SYN | TW_TCPHDR_ACK;
     if (req && OFF_REQ_ISN >= 0)
         bpf_probe_read_kernel(&e.seq, sizeof(e.seq), (const char *)req + OFF_REQ_ISN);
-    e.cookie = tw_sk_cookie(req);
-    tw_owner(&e, listener);  /* the listener's owner answers for its queue */
+    e.cookie = tw_sk_cookie(0, req);
+    tw_owner(&e, (__u64)listener);  /* the listener's owner answers for its queue */
     tw_submit(args, &e);
     return 0;
 }

@@ -47,25 +47,62 @@ struct tw_lpm_key {
 BPF_LPM_TRIE(f_hosts, struct tw_lpm_key, __u8, 1024);
 #endif
 
-static __always_inline void *tw_ptr_at(const void *base, int off)
+/* Reading kernel memory. A raw probe loaded as a BTF tracepoint (TW_BTF_<function>: tp_btf)
+ * holds typed pointers (the socket, the skb and what hangs off them) that the verifier lets it
+ * load from like memory: one instruction per field, where a bpf_probe_read_kernel() call costs
+ * 25-35 ns on this kind of VM (measured), and a refused connect passes about twenty of them.
+ * Every other program must use the helper. Each reader below takes `direct`, a constant at every
+ * call site (all of this is inlined), so only one branch is compiled. The verifier checks each
+ * direct load against BTF: it must lie within one member of the pointer's own struct, so direct
+ * reads go field by field where the helper reads a window at once, and a member past the
+ * pointer's type (inet_sock's from a struct sock *) and packet bytes (untyped) use the helper. */
+typedef const void *tw_kptr;
+/* A raw probe's arguments, as the kernel passes them. Indexed as plain u64s, not through
+ * struct bpf_raw_tracepoint_args: bcc rewrites loads through pointers it sees come from that
+ * struct's members into helper calls, which would undo the direct reads. */
+typedef unsigned long long *tw_raw_args;
+#define TW_LOAD(direct, type, base, off) ({                                     \
+        type tw_v_ = 0;                                                         \
+        if (direct)                                                             \
+            tw_v_ = *(const volatile type *)((const char *)(base) + (off));     \
+        else                                                                    \
+            bpf_probe_read_kernel(&tw_v_, sizeof(tw_v_), (const char *)(base) + (off)); \
+        tw_v_; })
+
+BPF_PERCPU_ARRAY(tw_scratch, __u64, 1);
+
+/* A kernel address as a number, for hashing (the owner table). A typed pointer the verifier
+ * allows compared and stored, never multiplied: the number is taken after a trip through map
+ * memory, which the verifier does not type. */
+static __always_inline __u64 tw_addr(int direct, const void *p)
 {
-    void *p = 0;
-    if (base && off >= 0)
-        bpf_probe_read_kernel(&p, sizeof(p), (const char *)base + off);
-    return p;
+    if (!direct)
+        return (__u64)p;
+    __u32 zero = 0;
+    volatile __u64 *slot = tw_scratch.lookup(&zero);
+    if (!slot)
+        return 0;
+    *slot = (__u64)p;
+    return *slot;
 }
 
-static __always_inline __u32 tw_net_inum(const void *net)
+static __always_inline void *tw_ptr_at(int direct, const void *base, int off)
 {
-    __u32 inum = 0;
-    if (net && OFF_NET_INUM >= 0)
-        bpf_probe_read_kernel(&inum, sizeof(inum), (const char *)net + OFF_NET_INUM);
-    return inum;
+    if (!base || off < 0)
+        return 0;
+    return (void *)TW_LOAD(direct, tw_kptr, base, off);
 }
 
-static __always_inline __u32 tw_sk_netns(const void *sk)
+static __always_inline __u32 tw_net_inum(int direct, const void *net)
 {
-    return tw_net_inum(tw_ptr_at(sk, OFF_SK_NET));
+    if (!net || OFF_NET_INUM < 0)
+        return 0;
+    return TW_LOAD(direct, __u32, net, OFF_NET_INUM);
+}
+
+static __always_inline __u32 tw_sk_netns(int direct, const void *sk)
+{
+    return tw_net_inum(direct, tw_ptr_at(direct, sk, OFF_SK_NET));
 }
 
 /* A device's namespace and index: one read when they sit close together in struct net_device. */
@@ -73,10 +110,16 @@ static __always_inline __u32 tw_sk_netns(const void *sk)
 #define TW_DEV_HI (TW_MAX2(OFF_DEV_NET, OFF_DEV_IFINDEX) + 8)
 #define TW_DEV_ONE_READ (TW_DEV_LO >= 0 && TW_DEV_HI - TW_DEV_LO <= 64)
 
-static __always_inline void tw_dev_facts(const void *dev, __u32 *netns, __u32 *ifindex)
+static __always_inline void tw_dev_facts(int direct, const void *dev, __u32 *netns, __u32 *ifindex)
 {
     if (!dev)
         return;
+    if (direct) {
+        *netns = tw_net_inum(1, tw_ptr_at(1, dev, OFF_DEV_NET));
+        if (OFF_DEV_IFINDEX >= 0)
+            *ifindex = TW_LOAD(1, __u32, dev, OFF_DEV_IFINDEX);
+        return;
+    }
 #if TW_DEV_ONE_READ
     __u8 buf[64];      /* filled by the read before any use, as are the buffers below */
     void *net = 0;
@@ -84,46 +127,59 @@ static __always_inline void tw_dev_facts(const void *dev, __u32 *netns, __u32 *i
         return;
     __builtin_memcpy(&net, &buf[OFF_DEV_NET - TW_DEV_LO], 8);
     __builtin_memcpy(ifindex, &buf[OFF_DEV_IFINDEX - TW_DEV_LO], 4);
-    *netns = tw_net_inum(net);
+    *netns = tw_net_inum(0, net);
 #else
-    *netns = tw_net_inum(tw_ptr_at(dev, OFF_DEV_NET));
+    *netns = tw_net_inum(0, tw_ptr_at(0, dev, OFF_DEV_NET));
     if (OFF_DEV_IFINDEX >= 0)
         bpf_probe_read_kernel(ifindex, sizeof(*ifindex), (const char *)dev + OFF_DEV_IFINDEX);
 #endif
 }
 
-static __always_inline __u32 tw_skb_netns(const void *skb)
+static __always_inline __u32 tw_skb_netns(int direct, const void *skb)
 {
     __u32 netns = 0, ifindex = 0;
-    tw_dev_facts(tw_ptr_at(skb, OFF_SKB_DEV), &netns, &ifindex);
+    tw_dev_facts(direct, tw_ptr_at(direct, skb, OFF_SKB_DEV), &netns, &ifindex);
     return netns;
 }
 
 /* Whether sk is a TCP socket: one byte of sk_protocol (the low byte of today's u16, or an
  * 8-bit field on older kernels). */
-static __always_inline int tw_sk_is_tcp(const void *sk)
+static __always_inline int tw_sk_is_tcp(int direct, const void *sk)
 {
-    __u8 protocol = 0;
     if (!sk || OFF_SK_PROTOCOL < 0)
         return 0;
-    bpf_probe_read_kernel(&protocol, sizeof(protocol), (const char *)sk + OFF_SK_PROTOCOL);
-    return protocol == TW_IPPROTO_TCP;
+    return TW_LOAD(direct, __u8, sk, OFF_SK_PROTOCOL) == TW_IPPROTO_TCP;
 }
 
-static __always_inline __u8 tw_sk_state(const void *sk)
+static __always_inline __u8 tw_sk_state(int direct, const void *sk)
 {
-    __u8 state = 0;
-    if (sk && OFF_SK_STATE >= 0)
-        bpf_probe_read_kernel(&state, sizeof(state), (const char *)sk + OFF_SK_STATE);
-    return state;
+    if (!sk || OFF_SK_STATE < 0)
+        return 0;
+    return TW_LOAD(direct, __u8, sk, OFF_SK_STATE);
 }
 
-static __always_inline __u64 tw_sk_cookie(const void *sk)
+static __always_inline __u64 tw_sk_cookie(int direct, const void *sk)
 {
-    __u64 cookie = 0;
-    if (sk && OFF_SK_COOKIE >= 0)
-        bpf_probe_read_kernel(&cookie, sizeof(cookie), (const char *)sk + OFF_SK_COOKIE);
-    return cookie;
+    if (!sk || OFF_SK_COOKIE < 0)
+        return 0;
+    return TW_LOAD(direct, __u64, sk, OFF_SK_COOKIE);
+}
+
+static __always_inline __u32 tw_sk_err(int direct, const void *sk)
+{
+    if (!sk || OFF_SK_ERR < 0)
+        return 0;
+    return TW_LOAD(direct, __u32, sk, OFF_SK_ERR);
+}
+
+/* The local port as the tracepoints give it (inet_sport, network order in the socket). Past
+ * struct sock, so always through the helper. */
+static __always_inline __u16 tw_inet_sport(const void *sk)
+{
+    __u16 port = 0;
+    if (sk && OFF_INET_SPORT >= 0)
+        bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + OFF_INET_SPORT);
+    return bpf_ntohs(port);
 }
 
 /* A socket's namespace, state and cookie, which the reset probes want together: they sit in
@@ -149,51 +205,70 @@ static __always_inline void tw_sk_facts(const void *sk, struct tw_sk_facts *f)
     __builtin_memcpy(&net, &buf[OFF_SK_NET - TW_SK_LO], 8);
     f->state = buf[OFF_SK_STATE - TW_SK_LO];
     __builtin_memcpy(&f->cookie, &buf[OFF_SK_COOKIE - TW_SK_LO], 8);
-    f->netns = tw_net_inum(net);
+    f->netns = tw_net_inum(0, net);
 #else
-    f->netns = tw_sk_netns(sk);
-    f->state = tw_sk_state(sk);
-    f->cookie = tw_sk_cookie(sk);
+    f->netns = tw_sk_netns(0, sk);
+    f->state = tw_sk_state(0, sk);
+    f->cookie = tw_sk_cookie(0, sk);
 #endif
 }
 
 #if OFF_SK_ENDS >= 0
-/* Everything tw_sk_facts() reads, and the socket's two ends, in one read of struct
- * sock_common (the window comes from tcpwatch/live/program.py's sk_ends_window()): what a raw
- * probe, handed the bare socket, reads instead of the tracepoint record's copy. The ends go to
- * e as the tracepoints give them: local first, or remote first with swap. */
-static __always_inline void tw_sk_ends(const void *sk, struct tw_sk_facts *f, struct tw_event *e, int swap)
+/* Everything tw_sk_facts() reads, and the socket's two ends, from struct sock_common: what a raw
+ * probe, handed the bare socket, reads instead of the tracepoint record's copy. Direct, field by
+ * field; else in one helper read of the window tcpwatch/live/program.py's sk_ends_window()
+ * computes. The ends go to e as the tracepoints give them: local first, or remote first with swap. */
+static __always_inline void tw_sk_ends(int direct, const void *sk, struct tw_sk_facts *f, struct tw_event *e,
+                                       int swap)
 {
-    __u8 buf[OFF_SK_ENDS_LEN];
-    void *net = 0;
+    const void *net = 0;
     __u16 family = 0, num = 0, dport = 0;
-    if (!sk || bpf_probe_read_kernel(buf, sizeof(buf), (const char *)sk + OFF_SK_ENDS))
+    __u8 *local = swap ? e->daddr : e->saddr, *remote = swap ? e->saddr : e->daddr;
+    if (!sk)
         return;
+    if (direct) {
+        net = tw_ptr_at(1, sk, OFF_SK_NET);
+        f->cookie = TW_LOAD(1, __u64, sk, OFF_SK_COOKIE);
+        family = TW_LOAD(1, __u16, sk, OFF_SKC_FAMILY);
+        num = TW_LOAD(1, __u16, sk, OFF_SK_NUM);
+        dport = TW_LOAD(1, __u16, sk, OFF_SKC_DPORT);
+        f->state = TW_LOAD(1, __u8, sk, OFF_SK_STATE);
+        if (family == 2 /* AF_INET */) {
+            __u32 l = TW_LOAD(1, __u32, sk, OFF_SKC_RCV_SADDR), r = TW_LOAD(1, __u32, sk, OFF_SKC_DADDR);
+            __builtin_memcpy(local, &l, 4);
+            __builtin_memcpy(remote, &r, 4);
+        } else if (family == 10 /* AF_INET6 */) {
+            __u64 l[2] = {TW_LOAD(1, __u64, sk, OFF_SKC_V6_RCV_SADDR), TW_LOAD(1, __u64, sk, OFF_SKC_V6_RCV_SADDR + 8)};
+            __u64 r[2] = {TW_LOAD(1, __u64, sk, OFF_SKC_V6_DADDR), TW_LOAD(1, __u64, sk, OFF_SKC_V6_DADDR + 8)};
+            __builtin_memcpy(local, l, 16);
+            __builtin_memcpy(remote, r, 16);
+        }
+    } else {
+        __u8 buf[OFF_SK_ENDS_LEN];
+        if (bpf_probe_read_kernel(buf, sizeof(buf), (const char *)sk + OFF_SK_ENDS))
+            return;
 #define TW_SKB_AT(name) (&buf[OFF_##name - OFF_SK_ENDS])
-    __builtin_memcpy(&net, TW_SKB_AT(SK_NET), 8);
-    __builtin_memcpy(&f->cookie, TW_SKB_AT(SK_COOKIE), 8);
-    __builtin_memcpy(&family, TW_SKB_AT(SKC_FAMILY), 2);
-    __builtin_memcpy(&num, TW_SKB_AT(SK_NUM), 2);
-    __builtin_memcpy(&dport, TW_SKB_AT(SKC_DPORT), 2);
-    f->state = *TW_SKB_AT(SK_STATE);
-    f->netns = tw_net_inum(net);
+        __builtin_memcpy(&net, TW_SKB_AT(SK_NET), 8);
+        __builtin_memcpy(&f->cookie, TW_SKB_AT(SK_COOKIE), 8);
+        __builtin_memcpy(&family, TW_SKB_AT(SKC_FAMILY), 2);
+        __builtin_memcpy(&num, TW_SKB_AT(SK_NUM), 2);
+        __builtin_memcpy(&dport, TW_SKB_AT(SKC_DPORT), 2);
+        f->state = *TW_SKB_AT(SK_STATE);
+        if (family == 2) {
+            __builtin_memcpy(local, TW_SKB_AT(SKC_RCV_SADDR), 4);
+            __builtin_memcpy(remote, TW_SKB_AT(SKC_DADDR), 4);
+        } else if (family == 10) {
+            __builtin_memcpy(local, TW_SKB_AT(SKC_V6_RCV_SADDR), 16);
+            __builtin_memcpy(remote, TW_SKB_AT(SKC_V6_DADDR), 16);
+        }
+#undef TW_SKB_AT
+    }
+    f->netns = tw_net_inum(direct, net);
+    e->family = family == 2 ? 4 : family == 10 ? 6 : 0;
     /* A full socket that gave its port back on the way to CLOSE still has it in inet_sport
      * (where the tracepoints read it); time-wait and request sockets have no inet_sock. */
-    if (!num && f->state != TW_TCP_TIME_WAIT && f->state != TW_TCP_NEW_SYN_RECV && OFF_INET_SPORT >= 0) {
-        bpf_probe_read_kernel(&num, sizeof(num), (const char *)sk + OFF_INET_SPORT);
-        num = bpf_ntohs(num);
-    }
-    __u8 *local = swap ? e->daddr : e->saddr, *remote = swap ? e->saddr : e->daddr;
-    if (family == 2 /* AF_INET */) {
-        e->family = 4;
-        __builtin_memcpy(local, TW_SKB_AT(SKC_RCV_SADDR), 4);
-        __builtin_memcpy(remote, TW_SKB_AT(SKC_DADDR), 4);
-    } else if (family == 10 /* AF_INET6 */) {
-        e->family = 6;
-        __builtin_memcpy(local, TW_SKB_AT(SKC_V6_RCV_SADDR), 16);
-        __builtin_memcpy(remote, TW_SKB_AT(SKC_V6_DADDR), 16);
-    }
-#undef TW_SKB_AT
+    if (!num && f->state != TW_TCP_TIME_WAIT && f->state != TW_TCP_NEW_SYN_RECV)
+        num = tw_inet_sport(sk);
     e->sport = swap ? bpf_ntohs(dport) : num;
     e->dport = swap ? num : bpf_ntohs(dport);
 }
@@ -225,35 +300,45 @@ struct tw_skb_view {
     const void *network;
 };
 
-static __always_inline int tw_skb_view(const void *skb, int from_data, struct tw_skb_view *v)
+static __always_inline int tw_skb_view(int direct, const void *skb, int from_data, struct tw_skb_view *v)
 {
-    void *head = 0;
+    __u64 head = 0;
     __u16 nh = 0xffff;
     if (!skb || TW_SKB_LO < 0)
         return 0;
+    if (direct) {
+        v->protocol = TW_LOAD(1, __u16, skb, OFF_SKB_PROTOCOL);
+        if (from_data) {
+            v->network = (const void *)TW_LOAD(1, __u64, skb, OFF_SKB_DATA);
+            return v->network != 0;
+        }
+        head = TW_LOAD(1, __u64, skb, OFF_SKB_HEAD);
+        nh = TW_LOAD(1, __u16, skb, OFF_SKB_NETWORK_HEADER);
+    } else {
 #if TW_SKB_ONE_READ
-    __u8 buf[64];
-    if (bpf_probe_read_kernel(buf, TW_SKB_HI - TW_SKB_LO, (const char *)skb + TW_SKB_LO))
-        return 0;
-    __builtin_memcpy(&v->protocol, &buf[OFF_SKB_PROTOCOL - TW_SKB_LO], 2);
-    if (from_data) {
-        __builtin_memcpy(&v->network, &buf[OFF_SKB_DATA - TW_SKB_LO], 8);
-        return v->network != 0;
-    }
-    __builtin_memcpy(&head, &buf[OFF_SKB_HEAD - TW_SKB_LO], 8);
-    __builtin_memcpy(&nh, &buf[OFF_SKB_NETWORK_HEADER - TW_SKB_LO], 2);
+        __u8 buf[64];
+        if (bpf_probe_read_kernel(buf, TW_SKB_HI - TW_SKB_LO, (const char *)skb + TW_SKB_LO))
+            return 0;
+        __builtin_memcpy(&v->protocol, &buf[OFF_SKB_PROTOCOL - TW_SKB_LO], 2);
+        if (from_data) {
+            __builtin_memcpy(&v->network, &buf[OFF_SKB_DATA - TW_SKB_LO], 8);
+            return v->network != 0;
+        }
+        __builtin_memcpy(&head, &buf[OFF_SKB_HEAD - TW_SKB_LO], 8);
+        __builtin_memcpy(&nh, &buf[OFF_SKB_NETWORK_HEADER - TW_SKB_LO], 2);
 #else
-    bpf_probe_read_kernel(&v->protocol, 2, (const char *)skb + OFF_SKB_PROTOCOL);
-    if (from_data) {
-        v->network = tw_ptr_at(skb, OFF_SKB_DATA);
-        return v->network != 0;
-    }
-    head = tw_ptr_at(skb, OFF_SKB_HEAD);
-    bpf_probe_read_kernel(&nh, sizeof(nh), (const char *)skb + OFF_SKB_NETWORK_HEADER);
+        bpf_probe_read_kernel(&v->protocol, 2, (const char *)skb + OFF_SKB_PROTOCOL);
+        if (from_data) {
+            v->network = tw_ptr_at(0, skb, OFF_SKB_DATA);
+            return v->network != 0;
+        }
+        head = (__u64)tw_ptr_at(0, skb, OFF_SKB_HEAD);
+        bpf_probe_read_kernel(&nh, sizeof(nh), (const char *)skb + OFF_SKB_NETWORK_HEADER);
 #endif
+    }
     if (!head || nh == 0xffff)
         return 0;
-    v->network = (const char *)head + nh;
+    v->network = (const void *)(head + nh);
     return 1;
 }
 
@@ -439,13 +524,13 @@ static __always_inline int tw_in_softirq(void)
 
 /* The owner may be named only in process context: in softirq the on-CPU task is whoever
  * was interrupted, so there the recorded owner of the socket is used, or nobody.
- * sk is the socket the event concerns (may be NULL). */
-static __always_inline void tw_owner(struct tw_event *e, const void *sk)
+ * sk is the socket the event concerns, as a number (tw_addr; 0: none). */
+static __always_inline void tw_owner(struct tw_event *e, __u64 sk)
 {
     if (tw_in_softirq()) {
         e->flags |= TW_F_SOFTIRQ;
         struct tw_owner_rec rec = {};
-        if (!sk || !tw_owner_get((__u64)sk, &rec))
+        if (!sk || !tw_owner_get(sk, &rec))
             return;
         e->flags |= TW_F_OWNER_TASK | TW_F_OWNER_RECORDED;
         e->pid = rec.pid;
@@ -545,21 +630,21 @@ static __always_inline int tw_stack_rst_seen(const struct tw_event *e)
 #endif
 
 /* A state-change event for sk whose addresses and namespace e already holds (groups lifecycle
- * and giveup): 0 when the filters drop it. f: the socket's facts when read already, else NULL. */
-static __always_inline int tw_state_event(const void *sk, int oldstate, int newstate, const struct tw_sk_facts *f,
-                                          struct tw_event *e)
+ * and giveup): 0 when the filters drop it. key: sk as a number (tw_addr). f: the socket's facts
+ * when read already, else NULL. */
+static __always_inline int tw_state_event(int direct, const void *sk, __u64 key, int oldstate, int newstate,
+                                          const struct tw_sk_facts *f, struct tw_event *e)
 {
     e->kind = TW_KIND_STATE_CHANGE;
     if (!tw_keep(e))
         return 0;
     e->ts_ns = bpf_ktime_get_ns();
-    e->skaddr = (__u64)sk;
+    e->skaddr = key;
     e->oldstate = oldstate;
     e->state = newstate;
     e->flags |= TW_F_HAS_STATE;
-    if (sk && OFF_SK_ERR >= 0)
-        bpf_probe_read_kernel(&e->err, sizeof(e->err), (const char *)sk + OFF_SK_ERR);
-    e->cookie = f ? f->cookie : tw_sk_cookie(sk);
+    e->err = tw_sk_err(direct, sk);
+    e->cookie = f ? f->cookie : tw_sk_cookie(direct, sk);
     return 1;
 }
 
@@ -569,9 +654,9 @@ static __always_inline int tw_state_record_event(struct tp_inet_sock_set_state *
                                                  struct tw_event *e)
 {
     TW_ADDRS(inet_sock_set_state, args, e, 0);
-    e->netns = tw_sk_netns(sk);
-    return tw_state_event(sk, TPF(inet_sock_set_state, oldstate, args), TPF(inet_sock_set_state, newstate, args),
-                          0, e);
+    e->netns = tw_sk_netns(0, sk);
+    return tw_state_event(0, sk, (__u64)sk, TPF(inet_sock_set_state, oldstate, args),
+                          TPF(inet_sock_set_state, newstate, args), 0, e);
 }
 #endif
 
@@ -608,7 +693,7 @@ int tw_softirq_exit(void *ctx)
 
 /* Raw variants (tcpwatch/live/probes.py): the tracepoints fire on every softirq. */
 #if TW_RAW_tw_softirq_entry
-int tw_softirq_entry_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_softirq_entry_raw(tw_raw_args ctx)
 {
     tw_softirq_in();
     return 0;
@@ -616,7 +701,7 @@ int tw_softirq_entry_raw(struct bpf_raw_tracepoint_args *ctx)
 #endif
 
 #if TW_RAW_tw_softirq_exit
-int tw_softirq_exit_raw(struct bpf_raw_tracepoint_args *ctx)
+int tw_softirq_exit_raw(tw_raw_args ctx)
 {
     tw_softirq_out();
     return 0;

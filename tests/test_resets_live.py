@@ -250,10 +250,10 @@ def test_doctor_lists_checks():
     assert "net:netif_receive_skb present, raw form usable" in proc.stdout     # this kernel's BTF
 
 
-def test_raw_variants_and_their_fallback(lab, monkeypatch):
-    """On this kernel (BTF names every tracepoint's arguments) the per-packet, per-softirq and
-    owner probes run as raw tracepoints; refused raw variants fall back to the tracepoints, with
-    the same events either way (owner included)."""
+def test_probe_forms_give_the_same_events(lab, monkeypatch):
+    """On this kernel (BTF names every tracepoint's arguments) the reset, per-packet, per-softirq
+    and owner probes run as BTF tracepoints (raw, reading directly); as plain raw tracepoints, or
+    as tracepoints, the events are the same (owner included)."""
     import tcpwatch.live.probes as probes
 
     def events(frame, played):
@@ -263,42 +263,61 @@ def test_raw_variants_and_their_fallback(lab, monkeypatch):
                           rows["reason"].fillna("-"), rows["saddr"], rows["sport"].map(ports), rows["daddr"],
                           rows["dport"].map(ports)))
 
-    with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
-        raw_played = unread_data(lab)
-        raw_frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
-    assert set(cap.stats.raw) == {"irq:softirq_entry", "irq:softirq_exit", "net:net_dev_queue",
-                                  "net:netif_receive_skb", "sock:inet_sock_set_state", "tcp:tcp_destroy_sock",
-                                  "tcp:tcp_send_reset", "tcp:tcp_receive_reset"}
+    def capture():
+        with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
+            played = unread_data(lab)
+            frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+        return cap, events(frame, played)
+
+    cap, btf_events = capture()
+    raw_probes = {"irq:softirq_entry", "irq:softirq_exit", "net:net_dev_queue", "net:netif_receive_skb",
+                  "sock:inet_sock_set_state", "tcp:tcp_destroy_sock", "tcp:tcp_send_reset", "tcp:tcp_receive_reset"}
+    assert set(cap.stats.raw) == raw_probes and set(cap.stats.btf) == raw_probes
+    monkeypatch.setattr(probes, "btf_functions", lambda *_args: set())
+    cap, raw_events = capture()
+    assert set(cap.stats.raw) == raw_probes and cap.stats.btf == []
     monkeypatch.setattr(probes, "raw_usable", lambda *_: False)
-    with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
-        plain_played = unread_data(lab)
-        plain_frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+    cap, plain_events = capture()
     assert cap.stats.raw == []
-    assert events(raw_frame, raw_played) == events(plain_frame, plain_played)
-    assert SERVER_COMM in {row[3] for row in events(raw_frame, raw_played)}
+    assert btf_events == raw_events == plain_events
+    assert SERVER_COMM in {row[3] for row in btf_events}
     # the closing server's reset: its port read back from inet_sport (the socket gave skc_num up)
     assert ("reset-sent", lab.server.inode, "CLOSE", SERVER_COMM, "TCP_ABORT_ON_CLOSE") in {
-        row[:5] for row in events(raw_frame, raw_played)}
+        row[:5] for row in btf_events}
 
 
-def test_raw_variant_refused_at_attach_is_rebuilt_as_tracepoint(lab, monkeypatch):
-    """Only the form a probe runs in is compiled; when the kernel refuses a raw variant anyway,
-    the program is built again with that probe's tracepoint form, and the events are the same."""
+@pytest.mark.parametrize("refuse", ["btf", "btf+raw"])
+def test_refused_form_is_rebuilt_with_the_next(lab, monkeypatch, refuse):
+    """Only the form a probe runs in is compiled; when the kernel refuses it anyway (as a BTF
+    tracepoint, then as a raw tracepoint), the program is built again with that probe's next
+    form down, the refusal is reported, and the events are the same."""
     from bcc import BPF
 
-    real = BPF.attach_raw_tracepoint
+    import tcpwatch.live.btfprog as btfprog
 
-    def refuse_receive_reset(self, tp=b"", fn_name=b""):
+    real_load, real_raw = btfprog.load, BPF.attach_raw_tracepoint
+
+    def refuse_btf(module, function, btf_id):
+        if function == "tw_receive_reset_raw":
+            raise btfprog.BtfRefused(f"{function}: Permission denied: (simulated)")
+        return real_load(module, function, btf_id)
+
+    def refuse_raw(self, tp=b"", fn_name=b""):
         if tp == b"tcp_receive_reset":
             raise Exception("Failed to attach BPF to raw tracepoint (simulated)")
-        return real(self, tp=tp, fn_name=fn_name)
+        return real_raw(self, tp=tp, fn_name=fn_name)
 
-    monkeypatch.setattr(BPF, "attach_raw_tracepoint", refuse_receive_reset)
+    monkeypatch.setattr(btfprog, "load", refuse_btf)
+    if refuse == "btf+raw":
+        monkeypatch.setattr(BPF, "attach_raw_tracepoint", refuse_raw)
     with Capture(Filters.parse(netns=[lab.client.name, lab.server.name])) as cap:
         refused(lab)
         frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
-    assert "tcp:tcp_receive_reset" in cap.stats.attached and "tcp:tcp_receive_reset" not in cap.stats.raw
-    assert "tcp:tcp_send_reset" in cap.stats.raw
+    assert "tcp:tcp_receive_reset" in cap.stats.attached and "tcp:tcp_receive_reset" not in cap.stats.btf
+    assert ("tcp:tcp_receive_reset" in cap.stats.raw) == (refuse == "btf")
+    assert "tcp:tcp_send_reset" in cap.stats.btf
+    assert [f.split(":")[0] for f in cap.stats.fallbacks] == (
+        ["btf form refused"] if refuse == "btf" else ["btf form refused", "raw form refused"])
     assert sorted(frame["kind"]) == ["reset-received", "reset-sent"]
     received = one(frame, "reset-received")
     assert (received["state"], received["netns"]) == ("SYN_SENT", lab.client.inode)

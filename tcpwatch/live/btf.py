@@ -149,13 +149,21 @@ class BTF:
         prefix = {STRUCT: "struct ", UNION: "union ", ENUM: "enum ", ENUM64: "enum ", FWD: "struct "}.get(kind, "")
         return prefix + (self._str(name_off) if name_off else "?")
 
+    def tracepoint_btf_id(self, name: str) -> int | None:
+        """The id of the kernel's btf_trace_<name> typedef (what a BTF tracepoint program attaches
+        by), or None when absent."""
+        try:
+            return self.find(TYPEDEF, f"btf_trace_{name}")
+        except KeyError:
+            return None
+
     def tracepoint_args(self, name: str) -> tuple[str, ...] | None:
         """The argument types of tracepoint `name` as its raw form receives them (TP_PROTO, from
         the kernel's btf_trace_<name> typedef, without the leading void *); None when absent."""
-        try:
-            type_id = self.resolve(self.find(TYPEDEF, f"btf_trace_{name}"))
-        except KeyError:
+        typedef = self.tracepoint_btf_id(name)
+        if typedef is None:
             return None
+        type_id = self.resolve(typedef)
         kind, _kf, _vlen, _name, proto, _pos = self._types[type_id - 1]
         proto = self.resolve(proto) if kind == PTR else 0
         if not proto or self._types[proto - 1][0] != FUNC_PROTO:

@@ -33,6 +33,8 @@ class Stats:
     missed: int | None = 0          # events our programs were skipped for (recursion guard); None: unknown
     attached: list[str] = field(default_factory=list)
     raw: list[str] = field(default_factory=list)    # attached as raw tracepoints (cheaper per hit)
+    btf: list[str] = field(default_factory=list)    # of those, as BTF tracepoints (direct reads)
+    fallbacks: list[str] = field(default_factory=list)  # a form the kernel refused, and why
     missing: list[str] = field(default_factory=list)
     transport: str = ""
 
@@ -41,7 +43,7 @@ class Stats:
                 "duration": round((stopped or time.time()) - self.started, 3),
                 # a tracepoint two groups use (owner, giveup) is named once
                 "attached": list(dict.fromkeys(self.attached)), "raw_probes": list(dict.fromkeys(self.raw)),
-                "missing_probes": self.missing}
+                "btf_probes": self.btf, "missing_probes": self.missing, "probe_fallbacks": self.fallbacks}
 
 
 def _pages(buffer_mb: float) -> int:
@@ -58,12 +60,12 @@ def _supports_ringbuf() -> bool:
     return (major, minor) >= (5, 8)
 
 
-class _RawRefused(Exception):
-    """The kernel refused a probe's raw variant at load or attach."""
+class _Refused(Exception):
+    """The kernel refused a probe's form ("raw" or "btf") at load or attach."""
 
-    def __init__(self, function: str):
-        super().__init__(function)
-        self.function = function
+    def __init__(self, function: str, form: str, why: str):
+        super().__init__(why)
+        self.function, self.form, self.why = function, form, why
 
 
 class Capture:
@@ -85,6 +87,7 @@ class Capture:
         self._bpf = None
         self._ring = None
         self._attached_functions: set[str] = set()
+        self._btf_programs: list = []   # tcpwatch/live/btfprog.py's, which bcc does not know of
         self._facts: dict = {"offsets": {}}
         self._raw: list[bytes] = []
         self._event_size = event_dtype().itemsize
@@ -106,7 +109,7 @@ class Capture:
         from .program import Options, build_source, netns_constants
         from .tracefs import read_format
 
-        from .probes import PROBES, expand, raw_functions, select
+        from .probes import PROBES, btf_functions, expand, raw_functions, select
 
         wanted = select(self.groups, self.filters.direction)
         # Every tracepoint of the wanted groups gets a struct, attached or not: a group's code
@@ -126,25 +129,28 @@ class Capture:
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
         self._names = self._symbol_names(formats, facts["enums"])
-        refused: set[str] = set()
+        refused: dict[str, set[str]] = {"raw": set(), "btf": set()}
         while True:
             # Only the form each probe runs in is compiled (a plain variant costs compile time
-            # at every start); a raw variant the kernel refuses means one more build without it.
-            raw = raw_functions(present, facts, refused)
+            # at every start); a form the kernel refuses means one more build with the next one
+            # down for that probe: BTF tracepoint, raw tracepoint, tracepoint.
+            raw = raw_functions(present, facts, refused["raw"])
+            btf = btf_functions(present, facts, raw, refused["btf"])
             options = Options(use_ringbuf=use_ringbuf, ringbuf_pages=_pages(self.buffer_mb),
                               filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                               filter_hosts=bool(self.filters.hosts),
                               extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
+                              btf_functions=tuple(sorted(btf)),
                               netns_constants=netns_constants(self.filters.netns))
             self._compile(build_source(formats, facts["offsets"], options, expand(self.groups, self.count)))
             try:
-                self._attach_all(present, raw)
+                self._attach_all(present, raw, btf)
                 break
-            except _RawRefused as err:
-                refused.add(err.function)
-                self._bpf.cleanup()
-                self._bpf = None
-                self.stats.attached, self.stats.raw = [], []
+            except _Refused as err:
+                refused[err.form].add(err.function)
+                self.stats.fallbacks.append(f"{err.form} form refused: {err.why}")
+                self._unload()
+                self.stats.attached, self.stats.raw, self.stats.btf = [], [], []
                 self._attached_functions.clear()
         table = self._bpf[b"events"]
         if use_ringbuf:
@@ -171,30 +177,41 @@ class Capture:
                                      "run `tcpwatch doctor`") from None
         fill_maps(self._bpf, self.filters)
 
-    def _attach_all(self, present, raw: set[str]) -> None:
+    def _attach_all(self, present, raw: set[str], btf: set[str]) -> None:
         for probe in present:
             self.stats.attached.append(probe.tracepoint)
             if probe.raw_host and probe.function in raw:
                 # its raw code runs inside its host's raw program (attached before it)
                 self.stats.raw.append(probe.tracepoint)
                 continue
-            function = self._attach(probe, probe.function in raw)
+            function = self._attach(probe, probe.function in raw, probe.function in btf)
             if probe.group != "core":
                 # softirq-depth probes are skipped in pairs when a softirq runs inside one of our
                 # programs (depth stays balanced); only skipped event probes are missed events
                 self._attached_functions.add(function)
 
-    def _attach(self, probe, raw: bool) -> str:
-        """Attach the probe's raw variant when this kernel runs it, else the tracepoint; returns
-        the function attached. A refused raw variant raises _RawRefused (its tracepoint form was
-        not compiled: the caller builds again)."""
+    def _attach(self, probe, raw: bool, btf: bool) -> str:
+        """Attach the probe's raw variant when this kernel runs it (as a BTF tracepoint when
+        btf), else the tracepoint; returns the function attached. A refused form raises _Refused
+        (the next form down was not compiled: the caller builds again)."""
+        function = f"{probe.function}_raw"
+        if btf:
+            from .btfprog import BtfRefused, load
+
+            try:
+                self._btf_programs.append(load(self._bpf, function, self._facts["tracepoint_btf_ids"][probe.name]))
+            except BtfRefused as err:
+                raise _Refused(probe.function, "btf", str(err)) from None
+            self.stats.raw.append(probe.tracepoint)
+            self.stats.btf.append(probe.tracepoint)
+            return function
         if raw:
             try:
-                self._bpf.attach_raw_tracepoint(tp=probe.name.encode(), fn_name=f"{probe.function}_raw".encode())
+                self._bpf.attach_raw_tracepoint(tp=probe.name.encode(), fn_name=function.encode())
             except Exception as err:    # refused at load or attach
-                raise _RawRefused(probe.function) from err
+                raise _Refused(probe.function, "raw", f"{function}: {str(err).splitlines()[0] if str(err) else err!r}") from None
             self.stats.raw.append(probe.tracepoint)
-            return f"{probe.function}_raw"
+            return function
         self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())
         return probe.function
 
@@ -247,6 +264,7 @@ class Capture:
 
         self.stats.lost = int(self._bpf[b"tw_lost"].sum(0).value)
         fds = [fn.fd for name, fn in self._bpf.funcs.items() if name.decode() in self._attached_functions]
+        fds += [prog.fd for prog in self._btf_programs if prog.function in self._attached_functions]
         self.stats.missed = recursion_misses(fds, self._facts["offsets"].get("PROG_INFO_RECURSION_MISSES", -1),
                                              PROG_INFO_SIZE)
         return self.stats.lost
@@ -322,8 +340,15 @@ class Capture:
                 if self._ring is not None:
                     self._ring.close()
                     self._ring = None
-                self._bpf.cleanup()
-                self._bpf = None
+                self._unload()
+
+    def _unload(self) -> None:
+        """Detach and unload every program: ours first (they use bcc's maps), then bcc's."""
+        for prog in self._btf_programs:
+            prog.close()
+        self._btf_programs = []
+        self._bpf.cleanup()
+        self._bpf = None
 
     def __enter__(self) -> "Capture":
         return self.start()

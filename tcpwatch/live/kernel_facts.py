@@ -18,11 +18,12 @@ from .program import KERNEL_OFFSETS, SK_ENDS_FIELDS, SK_ENDS_WINDOW, kernel_offs
 
 ENUM_PREFIXES = ("TCP_",)   # what format files name symbolically (TCP states)
 CACHE_DIRS = ("/var/cache/tcpwatch", os.path.expanduser("~/.cache/tcpwatch"))
+FACTS_VERSION = 2   # bump when _compute() yields something new: older cache files are not read
 
 
 def _key() -> str:
     stat = os.stat(VMLINUX)
-    basis = json.dumps([platform.release(), stat.st_size, stat.st_mtime_ns, sorted(KERNEL_OFFSETS.items()),
+    basis = json.dumps([FACTS_VERSION, platform.release(), stat.st_size, stat.st_mtime_ns, sorted(KERNEL_OFFSETS.items()),
                         sorted(SK_ENDS_FIELDS.items()), SK_ENDS_WINDOW,
                         ENUM_PREFIXES, _raw_tracepoints()])
     return hashlib.sha256(basis.encode()).hexdigest()[:20]
@@ -37,13 +38,16 @@ def _raw_tracepoints() -> list[str]:
 def _compute() -> dict:
     btf = kernel_btf()
     enums = {k: v for k, v in btf.enum_values().items() if k.startswith(ENUM_PREFIXES)}
-    args = {name: btf.tracepoint_args(name) for name in _raw_tracepoints()}
-    return {"offsets": kernel_offsets(btf), "enums": enums, "tracepoint_args": args}
+    names = _raw_tracepoints()
+    return {"offsets": kernel_offsets(btf), "enums": enums,
+            "tracepoint_args": {name: btf.tracepoint_args(name) for name in names},
+            "tracepoint_btf_ids": {name: btf.tracepoint_btf_id(name) for name in names}}
 
 
 def kernel_facts() -> dict:
     """{"offsets": {OFF name: bytes or -1}, "enums": {TCP_...: value},
-    "tracepoint_args": {tracepoint: argument types of its raw form, or None}}."""
+    "tracepoint_args": {tracepoint: argument types of its raw form, or None},
+    "tracepoint_btf_ids": {tracepoint: id of its btf_trace_ typedef, or None}}."""
     try:
         key = _key()
     except OSError:

@@ -98,6 +98,16 @@ def raw_functions(probes: list[Probe], facts: dict, refused: set[str] | frozense
     return {p.function for p in probes if p.function in usable and (p.raw_host is None or p.raw_host in usable)}
 
 
+def btf_functions(probes: list[Probe], facts: dict, raw: set[str],
+                  refused: set[str] | frozenset[str] = frozenset()) -> set[str]:
+    """The raw variants among `raw` this kernel runs as BTF tracepoints (TW_BTF_<function>: their
+    reads are direct loads, tcpwatch/live/btfprog.py): those whose tracepoint has a BTF id and that
+    were not refused at load. A rider is code in its host's program and goes with the host."""
+    ids = facts.get("tracepoint_btf_ids", {})
+    return {p.function for p in probes
+            if p.function in raw and p.raw_host is None and ids.get(p.name) and p.function not in refused}
+
+
 def expand(groups: tuple[str, ...] | list[str], count: bool = False) -> tuple[str, ...]:
     """Every group a capture compiles, in source order."""
     return tuple(dict.fromkeys([*ALWAYS, *(("count",) if count else ()), *groups]))

@@ -70,6 +70,7 @@ class Options:
     filter_hosts: bool = False
     extra_defines: dict[str, int] = field(default_factory=dict)
     raw_functions: tuple[str, ...] = ()   # probes whose raw variant this kernel runs (TW_RAW_<function>)
+    btf_functions: tuple[str, ...] = ()   # those among them loaded as BTF tracepoints (TW_BTF_<function>)
     # --netns inodes compared as constants when there are few (TW_NETNS_N, TW_NETNS_0..): an
     # event then costs a comparison or two instead of a hash lookup; more go to the f_netns map
     netns_constants: tuple[int, ...] = ()
@@ -167,6 +168,7 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         **{f"OFF_{k}": v for k, v in offsets.items()},
         **{f"TW_WANT_{g.upper()}": 1 for g in groups},
         **{f"TW_RAW_{fn}": 1 for fn in options.raw_functions},
+        **{f"TW_BTF_{fn}": int(fn in options.btf_functions) for fn in options.raw_functions},
         "TW_NETNS_N": len(options.netns_constants),
         **{f"TW_NETNS_{i}": (options.netns_constants[i] if i < len(options.netns_constants) else 0)
            for i in range(NETNS_CONSTANTS)},

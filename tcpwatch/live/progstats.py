@@ -9,28 +9,25 @@ Read with BPF_OBJ_GET_INFO_BY_FD; the field's offset comes from BTF like every o
 from __future__ import annotations
 
 import ctypes
-import os
+import struct
 
-BPF_OBJ_GET_INFO_BY_FD = 15
-SYS_BPF = 321  # x86_64
-
-
-class _InfoAttr(ctypes.Structure):
-    _fields_ = [("bpf_fd", ctypes.c_uint32), ("info_len", ctypes.c_uint32), ("info", ctypes.c_uint64)]
+from .bpfsys import BPF_OBJ_GET_INFO_BY_FD, BPFCallFailed, bpf
 
 
 def recursion_misses(prog_fds: list[int], offset: int, info_size: int) -> int | None:
     """Sum of recursion_misses over programs; None when this kernel or machine cannot tell."""
-    if offset < 0 or os.uname().machine != "x86_64":
+    if offset < 0:
         return None
-    libc = ctypes.CDLL(None, use_errno=True)
     total = 0
     for fd in prog_fds:
         buf = ctypes.create_string_buffer(info_size)
-        attr = _InfoAttr(fd, info_size, ctypes.addressof(buf))
-        if libc.syscall(SYS_BPF, BPF_OBJ_GET_INFO_BY_FD, ctypes.byref(attr), ctypes.sizeof(attr)) != 0:
+        # struct { u32 bpf_fd; u32 info_len; u64 info; } info: the kernel writes back info_len
+        attr = ctypes.create_string_buffer(struct.pack("<IIQ", fd, info_size, ctypes.addressof(buf)), 16)
+        try:
+            bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+        except BPFCallFailed:
             return None
-        if attr.info_len < offset + 8:
+        if struct.unpack_from("<I", attr, 4)[0] < offset + 8:
             return None
         total += int.from_bytes(buf.raw[offset:offset + 8], "little")
     return total
