@@ -50,8 +50,17 @@ def frame_to_jsonl(frame) -> str:
 
 
 class Sink:
-    def write(self, frame) -> None:
+    """A batch is written in two steps: encode (no side effects, so it may be run again) and
+    put (writes what encode made). write() does both."""
+
+    def encode(self, frame):
         raise NotImplementedError
+
+    def put(self, encoded) -> None:
+        raise NotImplementedError
+
+    def write(self, frame) -> None:
+        self.put(self.encode(frame))
 
     def close(self) -> None:
         pass
@@ -71,8 +80,10 @@ class JsonlSink(Sink):
         # them to str for a text stream to encode again cost more than the encoding itself.
         self._binary = getattr(stream, "buffer", None)
 
-    def write(self, frame) -> None:
-        data = frame_to_jsonl_bytes(frame)
+    def encode(self, frame) -> bytes:
+        return frame_to_jsonl_bytes(frame)
+
+    def put(self, data: bytes) -> None:
         if not data:
             return
         if self._binary is not None:
@@ -94,10 +105,15 @@ class CsvSink(Sink):
         self.stream = open(path, "w", newline="")
         self.header = True
 
-    def write(self, frame) -> None:
+    def encode(self, frame) -> str:
         if frame.empty and not self.header:
+            return ""
+        return frame.to_csv(header=self.header, index=False)
+
+    def put(self, text: str) -> None:
+        if not text:
             return
-        frame.to_csv(self.stream, header=self.header, index=False)
+        self.stream.write(text)
         self.header = False
         self.stream.flush()
 
@@ -113,11 +129,15 @@ class ParquetSink(Sink):
         self.writer = None
         self.schema = None
 
-    def write(self, frame) -> None:
+    def encode(self, frame):
+        import pyarrow as pa
+
+        return pa.Table.from_pandas(frame, preserve_index=False)
+
+    def put(self, table) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.writer is None:
             # Categorical columns get 32-bit codes: pandas picks the narrowest width per batch,
             # and a later batch with more distinct values must still fit the file's schema.
