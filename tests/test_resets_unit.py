@@ -202,6 +202,21 @@ def test_giveup_runs_raw_only_inside_a_raw_owner_program():
     assert "tw_owner_state" in no_rider and "tw_giveup" not in no_rider
 
 
+def test_btf_form_for_raw_probes_whose_tracepoint_btf_names():
+    from tcpwatch.live.probes import btf_functions, select
+
+    probes = select(("resets", "netdev", "giveup"))
+    raw = {"tw_send_reset", "tw_dev_queue", "tw_owner_state", "tw_giveup"}
+    ids = {"tcp_send_reset": 7, "net_dev_queue": 8, "inet_sock_set_state": 9}
+    facts = {"tracepoint_btf_ids": ids}
+    # only raw variants; a rider is code in its host's program, not a program to load
+    assert btf_functions(probes, facts, raw) == {"tw_send_reset", "tw_dev_queue", "tw_owner_state"}
+    assert btf_functions(probes, facts, raw, refused={"tw_dev_queue"}) == {"tw_send_reset", "tw_owner_state"}
+    assert btf_functions(probes, {"tracepoint_btf_ids": {**ids, "net_dev_queue": None}}, raw) == {
+        "tw_send_reset", "tw_owner_state"}
+    assert btf_functions(probes, {}, raw) == set()      # facts cached before BTF forms existed
+
+
 def test_socket_ends_window():
     from tcpwatch.live.program import SK_ENDS_FIELDS, sk_ends_window
 
