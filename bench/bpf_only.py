@@ -22,9 +22,7 @@ def main() -> None:
         size = cap._event_size
         records = 0
         while not stop.wait(cap.flush_interval):
-            cap._poll(0)
-            records += sum(len(chunk) for chunk in cap._raw) // size
-            cap._raw.clear()
+            records += len(cap.take_records()) // size
         print(json.dumps({"records": records, "lost": cap.read_lost()}), flush=True)
 
 

@@ -55,7 +55,7 @@ def capture_options(func):
     return _stack(
         click.option("--duration", "-d", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Stop after N seconds (default: until Ctrl-C)."),
-        click.option("--buffer-mb", type=click.IntRange(1, 1024), default=32, show_default=True,
+        click.option("--buffer-mb", type=click.IntRange(1, 1024), default=4, show_default=True,
                      help="Ring buffer size in MiB (rounded up to a power of two)."),
         click.option("--transport", type=click.Choice(["auto", "ringbuf", "perf"]), default="auto",
                      show_default=True, help="Kernel-to-user channel; perf is the fallback before Linux 5.8."),

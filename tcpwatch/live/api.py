@@ -9,7 +9,7 @@ from .capture import Capture
 from .filters import Filters
 
 
-def _capture(port=(), host=(), netns=(), direction=None, buffer_mb=32, transport="auto",
+def _capture(port=(), host=(), netns=(), direction=None, buffer_mb=4, transport="auto",
              netdev=True) -> Capture:
     as_seq = lambda v: (v,) if isinstance(v, (int, str)) else tuple(v or ())  # noqa: E731
     filters = Filters.parse(as_seq(port), as_seq(host), as_seq(netns), direction)

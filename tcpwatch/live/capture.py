@@ -71,7 +71,7 @@ class _Refused(Exception):
 class Capture:
     """Use as a context manager; iterate `batches()` for schema DataFrames."""
 
-    def __init__(self, filters: Filters | None = None, buffer_mb: int = 32, transport: str = "auto",
+    def __init__(self, filters: Filters | None = None, buffer_mb: int = 4, transport: str = "auto",
                  flush_interval: float = 0.25, groups: tuple[str, ...] = ("resets",), count: bool = False,
                  count_flows: int = 65536):
         self.filters = filters or Filters()
@@ -89,12 +89,17 @@ class Capture:
         self._attached_functions: set[str] = set()
         self._btf_programs: list = []   # tcpwatch/live/btfprog.py's, which bcc does not know of
         self._facts: dict = {"offsets": {}}
-        self._raw: list[bytes] = []
+        self._raw: list[bytes] = []     # records read, not yet handed over (under _lock)
+        self._lock = threading.Lock()
+        self._read_stamp: float | None = None   # when the last read began
+        self._reader: threading.Thread | None = None
+        self._closing = threading.Event()
         self._event_size = event_dtype().itemsize
         self._stop = threading.Event()
         self._mono_to_epoch = 0.0
-        # when the kernel's records were last read (epoch s): every record committed by then has
-        # been handed over, which is what a stage pairing records may rely on
+        # when the read that ended the last batch handed over began (epoch s): every record
+        # committed by then is in that batch or an earlier one, which is what a stage pairing
+        # records may rely on
         self.read_at: float | None = None
         self._last_batch_rows = 0
         self._names: Names | None = None
@@ -157,6 +162,8 @@ class Capture:
             from .ringbuf import RingReader
 
             self._ring = RingReader(table.map_fd, options.ringbuf_pages * os.sysconf("SC_PAGE_SIZE"))
+            self._reader = threading.Thread(target=self._read_loop, name="tcpwatch-ring", daemon=True)
+            self._reader.start()
         else:
             table.open_perf_buffer(self._on_event, page_cnt=_pages(self.buffer_mb),
                                    lost_cb=lambda _count: None)  # counted in the kernel instead
@@ -240,18 +247,42 @@ class Capture:
     def stop(self) -> None:
         self._stop.set()
 
+    # The ring is read on a timer, never record by record: each read that empties it makes the
+    # kernel's next submission raise a wakeup (an interrupt on the traced CPU), and a reader
+    # spinning on a flood paid that, and its own CPU, per few events. It is read by its own
+    # thread every READ_INTERVAL, not between the pipeline's batches: then a small ring (the
+    # default 4 MiB) never fills while a batch is being worked on, and a small ring is cheaper
+    # for the traced CPU, whose records land in cache lines still warm from the last lap
+    # (measured, kernel side alone: ratio 0.87 with 32 MiB, 0.88 with 8, 0.90-0.91 with 4).
+    READ_INTERVAL = 0.02
+
+    def _read_loop(self) -> None:
+        while not self._closing.wait(self.READ_INTERVAL):
+            self._read_ring()
+
+    def _read_ring(self) -> None:
+        with self._lock:
+            if self._ring is not None:
+                stamp = time.time()     # before the read: what was committed by then is in it
+                self._ring.read(self._raw)
+                self._read_stamp = stamp
+
     def _poll(self, timeout_ms: int) -> None:
         if self._ring is not None:
-            # The ring is read on a timer, never record by record: each read that empties it
-            # makes the kernel's next submission raise a wakeup (an interrupt on the traced
-            # CPU), and a reader spinning on a flood paid that, and its own CPU, per few events.
             if timeout_ms:
                 self._stop.wait(timeout_ms / 1000)
-            self.read_at = time.time()
-            self._ring.read(self._raw)
+            self._read_ring()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
-            self.read_at = time.time()
+            self._read_stamp = time.time()
+
+    def take_records(self) -> bytes:
+        """The records read so far (raw structs back to back), handed over once; read_at then
+        says when the read that ended them began."""
+        with self._lock:
+            raw, self._raw = b"".join(self._raw), []
+            self.read_at = self._read_stamp
+        return raw
 
     def table(self, name: str):
         """A map of the loaded program (e.g. tw_flows in --count mode)."""
@@ -295,8 +326,9 @@ class Capture:
             if self._raw and self.stats.first_event_after is None:
                 self.stats.first_event_after = now - self._t0
             if now - last_flush >= self.flush_interval or (due is not None and now >= due):
-                if self._raw:
-                    yield self._drain()
+                raw = self.take_records()
+                if raw:
+                    yield self._decode(raw)
                 else:
                     self._last_batch_rows = 0
                     if idle_ticks:
@@ -304,8 +336,9 @@ class Capture:
                 last_flush = now
         # Drain what the kernel already handed over.
         self._poll(0)
-        if self._raw:
-            yield self._drain()
+        raw = self.take_records()
+        if raw:
+            yield self._decode(raw)
         self.read_lost()
 
     # A stage's wake-up comes at least this long after the last batch (a held row that is due
@@ -325,8 +358,7 @@ class Capture:
             return None
         return max(at - self._mono_to_epoch, last_flush + self.MIN_WAKE_GAP)
 
-    def _drain(self):
-        raw, self._raw = b"".join(self._raw), []
+    def _decode(self, raw: bytes):
         frame = decode(raw, self._names, self._mono_to_epoch)
         self.stats.captured += len(frame)
         self._last_batch_rows = len(frame)
@@ -337,6 +369,10 @@ class Capture:
             try:
                 self.read_lost()
             finally:
+                self._closing.set()
+                if self._reader is not None:
+                    self._reader.join()
+                    self._reader = None
                 if self._ring is not None:
                     self._ring.close()
                     self._ring = None
