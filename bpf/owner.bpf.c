@@ -22,12 +22,6 @@ struct tw_listener {
 };
 BPF_TABLE("lru_hash", struct tw_listen_key, struct tw_listener, tw_listeners, 4096);
 
-static __always_inline void tw_current_owner(struct tw_owner_rec *rec)
-{
-    rec->pid = bpf_get_current_pid_tgid() >> 32;
-    rec->uid = (__u32)bpf_get_current_uid_gid();
-    bpf_get_current_comm(&rec->comm, sizeof(rec->comm));
-}
 
 static __always_inline __u16 tw_owner_sport(const void *sk, const void *args, int raw)
 {
@@ -53,9 +47,9 @@ static __always_inline void tw_owner_changed(int direct, const void *sk, __u64 k
         struct tw_listener l = {};
         /* Already recorded for this process (connect, then the close of the same socket): the
          * record stands, and the comm copy and the write are saved. */
-        if (!listener && tw_owner_get(key, &l.owner) && l.owner.pid == bpf_get_current_pid_tgid() >> 32)
+        if (!listener && tw_owner_get(key, &l.owner) && l.owner.pid == tw_current_pid(direct))
             return;
-        tw_current_owner(&l.owner);
+        tw_current_task(direct, &l.owner.pid, &l.owner.uid, l.owner.comm);
         tw_owner_put(key, &l.owner);
         if (!listener)
             return;
@@ -155,7 +149,7 @@ static __always_inline void tw_owner_accepted(long fd)
     if (!tw_sk_is_tcp(0, sk))
         return;
     struct tw_owner_rec rec = {};
-    tw_current_owner(&rec);
+    tw_current_task(0, &rec.pid, &rec.uid, rec.comm);
     tw_owner_put((__u64)sk, &rec);
 }
 

@@ -515,6 +515,34 @@ static __always_inline void tw_owner_drop(__u64 sk)
     }
 }
 
+/* The task on this CPU: its tgid, uid and name. Direct loads from its task_struct in a BTF
+ * tracepoint program (bpf_get_current_task_btf); else three helper calls, bpf_get_current_comm
+ * the dearest (a string copy). */
+#define TW_TASK_DIRECT (OFF_TASK_TGID >= 0 && OFF_TASK_COMM >= 0 && OFF_TASK_CRED >= 0 && OFF_CRED_UID >= 0)
+
+static __always_inline void tw_current_task(int direct, __u32 *pid, __u32 *uid, char *comm)
+{
+    if (direct && TW_TASK_DIRECT) {
+        const void *task = (const void *)bpf_get_current_task_btf();
+        __u64 name[2] = {TW_LOAD(1, __u64, task, OFF_TASK_COMM), TW_LOAD(1, __u64, task, OFF_TASK_COMM + 8)};
+        const void *cred = tw_ptr_at(1, task, OFF_TASK_CRED);
+        *pid = TW_LOAD(1, __u32, task, OFF_TASK_TGID);
+        *uid = cred ? TW_LOAD(1, __u32, cred, OFF_CRED_UID) : 0;
+        __builtin_memcpy(comm, name, TW_COMM_LEN);
+        return;
+    }
+    *pid = bpf_get_current_pid_tgid() >> 32;
+    *uid = (__u32)bpf_get_current_uid_gid();
+    bpf_get_current_comm(comm, TW_COMM_LEN);
+}
+
+static __always_inline __u32 tw_current_pid(int direct)
+{
+    if (direct && TW_TASK_DIRECT)
+        return TW_LOAD(1, __u32, (const void *)bpf_get_current_task_btf(), OFF_TASK_TGID);
+    return bpf_get_current_pid_tgid() >> 32;
+}
+
 /* Whether this CPU is running a softirq (depth kept by the core's softirq probes). */
 static __always_inline int tw_in_softirq(void)
 {
@@ -525,7 +553,7 @@ static __always_inline int tw_in_softirq(void)
 /* The owner may be named only in process context: in softirq the on-CPU task is whoever
  * was interrupted, so there the recorded owner of the socket is used, or nobody.
  * sk is the socket the event concerns, as a number (tw_addr; 0: none). */
-static __always_inline void tw_owner(struct tw_event *e, __u64 sk)
+static __always_inline void tw_owner(int direct, struct tw_event *e, __u64 sk)
 {
     if (tw_in_softirq()) {
         e->flags |= TW_F_SOFTIRQ;
@@ -539,9 +567,7 @@ static __always_inline void tw_owner(struct tw_event *e, __u64 sk)
         return;
     }
     e->flags |= TW_F_OWNER_TASK;
-    e->pid = bpf_get_current_pid_tgid() >> 32;
-    e->uid = (__u32)bpf_get_current_uid_gid();
-    bpf_get_current_comm(&e->comm, sizeof(e->comm));
+    tw_current_task(direct, &e->pid, &e->uid, e->comm);
 }
 
 static __always_inline void tw_submit(void *ctx, struct tw_event *e)

@@ -46,6 +46,11 @@ KERNEL_OFFSETS = {
     "SKC_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
     # the local port as the tracepoints give it: skc_num is 0 once a closing socket gave it back
     "INET_SPORT": ("inet_sock", "inet_sport"),
+    # the on-CPU task, read directly by BTF tracepoint programs (the helpers elsewhere)
+    "TASK_TGID": ("task_struct", "tgid"),
+    "TASK_COMM": ("task_struct", "comm"),
+    "TASK_CRED": ("task_struct", "cred"),
+    "CRED_UID": ("cred", "uid"),
     "TASK_FILES": ("task_struct", "files"),
     "FILES_FDT": ("files_struct", "fdt"),
     "FDT_FD": ("fdtable", "fd"),
