@@ -30,7 +30,7 @@ int tw_giveup(struct tp_inet_sock_set_state *args)
     struct tw_event e = {};
     if (!tw_state_record_event(args, sk, &e))
         return 0;
-    tw_owner(0, &e, (__u64)sk);
+    tw_owner(0, &e, sk, (__u64)sk);
     tw_submit(args, &e);
     return 0;
 }
@@ -51,7 +51,7 @@ static __always_inline void tw_giveup_raw(int direct, void *ctx, const void *sk,
     e.netns = facts.netns;
     if (!tw_state_event(direct, sk, key, oldstate, newstate, &facts, &e))
         return;
-    tw_owner(direct, &e, key);
+    tw_owner(direct, &e, sk, key);
     tw_submit(ctx, &e);
 }
 #endif

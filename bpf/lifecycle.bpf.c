@@ -11,7 +11,7 @@ int tw_state_change(struct tp_inet_sock_set_state *args)
 
     if (!tw_state_record_event(args, sk, &e))
         return 0;
-    tw_owner(0, &e, (__u64)sk);
+    tw_owner(0, &e, sk, (__u64)sk);
     tw_submit(args, &e);
     return 0;
 }

@@ -9,7 +9,9 @@
  *  - accept() returning a TCP socket records the accepting task (a pre-forked worker or a
  *    socket-activated service accepts from a listener another process made);
  *  - the entry goes when the socket is destroyed.
- * The table itself, and tw_owner() which reads it, are in bpf/tcpwatch.bpf.c. */
+ * "Process context" is tw_task_acts_on(): the task owns the socket's lock (or, without that
+ * offset, is not in a softirq). The table itself, and tw_owner() which reads it, are in
+ * bpf/tcpwatch.bpf.c. */
 
 struct tw_listen_key {
     __u32 netns;
@@ -43,7 +45,7 @@ static __always_inline void tw_owner_changed(int direct, const void *sk, __u64 k
     struct tw_listen_key lkey = {};
     int listener = newstate == TW_TCP_LISTEN || oldstate == TW_TCP_LISTEN;
 
-    if (!tw_in_softirq()) {
+    if (tw_task_acts_on(direct, sk, -1)) {
         struct tw_listener l = {};
         /* Already recorded for this process (connect, then the close of the same socket): the
          * record stands, and the comm copy and the write are saved. */

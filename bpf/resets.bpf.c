@@ -35,7 +35,7 @@ static __always_inline void tw_reset_sent(int direct, void *ctx, const void *sk,
         e->flags |= TW_F_HAS_STATE;
     e->cookie = facts->cookie;
     if (sk)
-        tw_owner(direct, e, e->skaddr);
+        tw_owner(direct, e, sk, e->skaddr);
     else
         e->flags |= TW_F_SOFTIRQ;  /* no socket: the reply to a stray packet, sent from softirq */
 #if TW_WANT_NETDEV
@@ -58,7 +58,7 @@ static __always_inline void tw_reset_received(int direct, void *ctx, const void 
     if (e->state)
         e->flags |= TW_F_HAS_STATE;
     e->cookie = cookie;
-    tw_owner(direct, e, e->skaddr);
+    tw_owner(direct, e, sk, e->skaddr);
     tw_submit(ctx, e);
 }
 

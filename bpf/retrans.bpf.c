@@ -32,7 +32,7 @@ int tw_retransmit_skb(struct tp_tcp_retransmit_skb *args)
     }
     e.err = (__u32)TPF(tcp_retransmit_skb, err, args);  /* 6.17+: the transmit's result */
     e.cookie = tw_sk_cookie(0, sk);
-    tw_owner(0, &e, (__u64)sk);
+    tw_owner(0, &e, sk, (__u64)sk);
     tw_submit(args, &e);
     return 0;
 }
@@ -61,7 +61,7 @@ int tw_retransmit_synack(struct tp_tcp_retransmit_synack *args)
     if (req && OFF_REQ_ISN >= 0)
         bpf_probe_read_kernel(&e.seq, sizeof(e.seq), (const char *)req + OFF_REQ_ISN);
     e.cookie = tw_sk_cookie(0, req);
-    tw_owner(0, &e, (__u64)listener);  /* the listener's owner answers for its queue */
+    tw_owner(0, &e, listener, (__u64)listener);  /* the listener's owner answers for its queue */
     tw_submit(args, &e);
     return 0;
 }

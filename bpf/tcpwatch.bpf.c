@@ -31,7 +31,7 @@ BPF_PERF_OUTPUT(events);
 #endif
 
 BPF_PERCPU_ARRAY(tw_lost, __u64, 1);      /* failed submissions: never silent */
-BPF_PERCPU_ARRAY(tw_softirq, __u32, 1);   /* softirq nesting depth on this CPU */
+BPF_PERCPU_ARRAY(tw_softirq, __u32, 1);   /* softirq nesting depth (without TW_CONTEXT_FROM_LOCK) */
 
 #if TW_FILTER_NETNS
 BPF_HASH(f_netns, __u32, __u8, 1024);
@@ -550,15 +550,39 @@ static __always_inline int tw_in_softirq(void)
     return depth && *depth;
 }
 
-/* The owner may be named only in process context: in softirq the on-CPU task is whoever
- * was interrupted, so there the recorded owner of the socket is used, or nobody.
- * sk is the socket the event concerns, as a number (tw_addr; 0: none). */
-static __always_inline void tw_owner(int direct, struct tw_event *e, __u64 sk)
+/* Whether the on-CPU task is the one acting on socket sk (then it may be named as its owner).
+ *
+ * With TW_CONTEXT_FROM_LOCK (BTF gives sock.sk_lock.owned), from the socket itself: TCP works on
+ * a socket in softirq only while no task owns its lock (a packet for an owned socket waits in
+ * its backlog, a timer defers to the owner's release_sock), and every process-context path that
+ * acts on one (connect, listen, close, shutdown, that backlog run) holds the lock. Owned means
+ * "a task is acting on it, and it is this one". Exceptions, never the task's: a listener
+ * (softirq serves it without the lock while an accept() may own it), and time-wait and request
+ * sockets, which have no lock. state: the socket's, or -1 where it cannot be one of those.
+ * This costs a load per event where the alternative, a softirq depth kept by probes on
+ * irq:softirq_entry/exit, costs two program runs on every softirq of the host. Without the
+ * offset, that depth says it: not in a softirq. */
+static __always_inline int tw_task_acts_on(int direct, const void *sk, int state)
 {
-    if (tw_in_softirq()) {
+#if TW_CONTEXT_FROM_LOCK
+    if (!sk || state == TW_TCP_LISTEN || state == TW_TCP_TIME_WAIT || state == TW_TCP_NEW_SYN_RECV)
+        return 0;
+    return TW_LOAD(direct, __s32, sk, OFF_SK_LOCK_OWNED) != 0;
+#else
+    return !tw_in_softirq();
+#endif
+}
+
+/* The owner may be named only where the on-CPU task acts on the socket: elsewhere (softirq,
+ * where the on-CPU task is whoever was interrupted) the recorded owner of the socket is used,
+ * or nobody. sk: the socket the event concerns (may be NULL), key: it as a number (tw_addr),
+ * state: e's socket state. */
+static __always_inline void tw_owner(int direct, struct tw_event *e, const void *sk, __u64 key)
+{
+    if (!tw_task_acts_on(direct, sk, e->state)) {
         e->flags |= TW_F_SOFTIRQ;
         struct tw_owner_rec rec = {};
-        if (!sk || !tw_owner_get(sk, &rec))
+        if (!key || !tw_owner_get(key, &rec))
             return;
         e->flags |= TW_F_OWNER_TASK | TW_F_OWNER_RECORDED;
         e->pid = rec.pid;

@@ -14,6 +14,17 @@ from tcpwatch.scenarios.lifecycle import client_abort, dropped_preexisting
 pytestmark = pytest.mark.live
 
 
+@pytest.fixture(params=["lock", "softirq-depth"])
+def context(request, monkeypatch):
+    """Whether the on-CPU task acts on a socket: read from the socket's lock (where BTF gives its
+    offset, as here), or from the softirq depth the core probes keep (the fallback)."""
+    if request.param == "softirq-depth":
+        import tcpwatch.live.probes as probes
+
+        monkeypatch.setattr(probes, "context_from_lock", lambda _facts: False)
+    return request.param
+
+
 def events(lab, play, groups=("resets",)):
     with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=groups) as cap:
         played = play(lab)
@@ -27,7 +38,7 @@ def one(frame, kind, netns):
     return rows.iloc[0]
 
 
-def test_server_resets_sent_and_received_name_the_server(lab):
+def test_server_resets_sent_and_received_name_the_server(lab, context):
     # the reset it sends when it closes with unread data (process context: close())
     played, frame = events(lab, unread_data)
     sent = one(frame, "reset-sent", lab.server.inode)

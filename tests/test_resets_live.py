@@ -164,7 +164,7 @@ def test_sigint_mid_capture(lab, tmp_path):
     proc = start_cli(lab, "--output", str(out))
     try:
         ours = progs_of(proc.pid)
-        assert len(ours) >= 4  # softirq entry/exit, send and receive resets (and device probes)
+        assert len(ours) >= 4  # send and receive resets, owner probes (and device probes)
         refused(lab)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
@@ -251,9 +251,10 @@ def test_doctor_lists_checks():
 
 
 def test_probe_forms_give_the_same_events(lab, monkeypatch):
-    """On this kernel (BTF names every tracepoint's arguments) the reset, per-packet, per-softirq
-    and owner probes run as BTF tracepoints (raw, reading directly); as plain raw tracepoints, or
-    as tracepoints, the events are the same (owner included)."""
+    """On this kernel (BTF names every tracepoint's arguments) the reset, per-packet and owner
+    probes run as BTF tracepoints (raw, reading directly); as plain raw tracepoints, or as
+    tracepoints, the events are the same (owner included). No softirq probes: whether a task acts
+    on a socket is read from its lock."""
     import tcpwatch.live.probes as probes
 
     def events(frame, played):
@@ -270,8 +271,8 @@ def test_probe_forms_give_the_same_events(lab, monkeypatch):
         return cap, events(frame, played)
 
     cap, btf_events = capture()
-    raw_probes = {"irq:softirq_entry", "irq:softirq_exit", "net:net_dev_queue", "net:netif_receive_skb",
-                  "sock:inet_sock_set_state", "tcp:tcp_destroy_sock", "tcp:tcp_send_reset", "tcp:tcp_receive_reset"}
+    raw_probes = {"net:net_dev_queue", "net:netif_receive_skb", "sock:inet_sock_set_state", "tcp:tcp_destroy_sock",
+                  "tcp:tcp_send_reset", "tcp:tcp_receive_reset"}
     assert set(cap.stats.raw) == raw_probes and set(cap.stats.btf) == raw_probes
     monkeypatch.setattr(probes, "btf_functions", lambda *_args: set())
     cap, raw_events = capture()

@@ -114,7 +114,7 @@ class Capture:
         from .program import Options, build_source, netns_constants
         from .tracefs import read_format
 
-        from .probes import PROBES, btf_functions, expand, raw_functions, select
+        from .probes import PROBES, btf_functions, context_from_lock, expand, raw_functions, select
 
         wanted = select(self.groups, self.filters.direction)
         # Every tracepoint of the wanted groups gets a struct, attached or not: a group's code
@@ -127,10 +127,13 @@ class Capture:
                 missing = next(p.tracepoint for p in wanted if p.group == group)
                 raise EnvironmentProblem(f"tracepoint {missing} is missing on this kernel",
                                          f"tcpwatch doctor lists the probes this kernel has for {group!r}")
-        if any(p.group == "core" for p in wanted if formats[p.name] is None):
+        facts = self._facts = kernel_facts()
+        from_lock = context_from_lock(facts)
+        if from_lock:
+            present = [p for p in present if p.group != "core"]
+        elif any(p.group == "core" for p in wanted if formats[p.name] is None):
             raise EnvironmentProblem("tracepoints irq:softirq_entry/exit are missing on this kernel",
                                      "use a kernel with CONFIG_TRACEPOINTS (every distribution kernel)")
-        facts = self._facts = kernel_facts()
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
         self._names = self._symbol_names(formats, facts["enums"])
@@ -145,7 +148,7 @@ class Capture:
                               filter_netns=bool(self.filters.netns), filter_ports=bool(self.filters.ports),
                               filter_hosts=bool(self.filters.hosts),
                               extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
-                              btf_functions=tuple(sorted(btf)),
+                              btf_functions=tuple(sorted(btf)), context_from_lock=from_lock,
                               netns_constants=netns_constants(self.filters.netns))
             self._compile(build_source(formats, facts["offsets"], options, expand(self.groups, self.count)))
             try:

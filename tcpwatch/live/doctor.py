@@ -97,29 +97,41 @@ BASE_CHECKS = (_root, _tracefs, _btf, _bcc, _headers)
 def all_checks() -> list[tuple[Check, bool]]:
     """Every check, with whether live capture cannot run without it."""
     checks = [(c(), True) for c in BASE_CHECKS]
-    from .probes import PROBES
+    from .probes import PROBES, context_from_lock
 
+    facts = _kernel_facts()
+    # Reset probes are required, and the core (softirq) probes where the socket's lock cannot
+    # tell whether a task acts on it; the others degrade (their events are not captured).
+    core_needed = facts is None or not context_from_lock(facts)
     required_of: dict[tuple[str, str], bool] = {}
     for probe in PROBES:   # a tracepoint several groups use is checked once
-        # Core and reset probes are required; the others degrade (their events are not captured).
         key = (probe.category, probe.name)
-        required_of[key] = required_of.get(key, False) or probe.group in ("core", "resets")
-    raw = _raw_forms(PROBES)
+        required_of[key] = required_of.get(key, False) or probe.group == "resets" or (
+            probe.group == "core" and core_needed)
+    raw = _raw_forms(PROBES, facts)
+    if not core_needed:
+        raw.update({p.name: raw.get(p.name, "") + ", not needed here (the socket's lock tells the owner's context)"
+                    for p in PROBES if p.group == "core"})
     for (category, name), required in required_of.items():
         checks.append((_tracepoint(category, name, required, raw.get(name, ""))(), required))
     checks += [(_ringbuf(), False), (_kprobes(), False)]
     return checks
 
 
-def _raw_forms(probes) -> dict[str, str]:
-    """Tracepoint -> what the doctor adds about its raw form (cheaper per hit) on this kernel."""
-    from .probes import raw_usable
-
+def _kernel_facts() -> dict | None:
     try:
         from .kernel_facts import kernel_facts
 
-        facts = kernel_facts()
+        return kernel_facts()
     except Exception:       # no BTF: reported by its own check
+        return None
+
+
+def _raw_forms(probes, facts: dict | None) -> dict[str, str]:
+    """Tracepoint -> what the doctor adds about its raw form (cheaper per hit) on this kernel."""
+    from .probes import raw_usable
+
+    if facts is None:
         return {}
     out = {}
     for probe in probes:

@@ -38,8 +38,8 @@ class Probe:
 SK_ENDS = ("SK_ENDS", "INET_SPORT")
 
 PROBES: tuple[Probe, ...] = (
-    # core: always attached; softirq depth decides whether the on-CPU task may be named. Exit is
-    # attached first: a softirq running while the probes attach must not be counted in and never
+    # core: softirq depth decides whether the on-CPU task may be named, where the socket's lock
+    # cannot (context_from_lock); then always attached. Exit is attached first: a softirq running while the probes attach must not be counted in and never
     # out (that CPU would then call every event softirq); an exit without entry is ignored.
     Probe("core", "irq", "softirq_exit", "tw_softirq_exit", raw=("int",)),
     Probe("core", "irq", "softirq_entry", "tw_softirq_entry", raw=("int",)),
@@ -96,6 +96,14 @@ def raw_functions(probes: list[Probe], facts: dict, refused: set[str] | frozense
     these are compiled in their raw form, the others in their tracepoint form."""
     usable = {p.function for p in probes if raw_usable(p, facts)} - set(refused)
     return {p.function for p in probes if p.function in usable and (p.raw_host is None or p.raw_host in usable)}
+
+
+def context_from_lock(facts: dict) -> bool:
+    """Whether the BPF code can tell that the on-CPU task acts on a socket from the socket's own
+    lock (bpf/tcpwatch.bpf.c: tw_task_acts_on), which needs sock.sk_lock.owned from BTF. Then the
+    core probes (a softirq depth: two program runs on every softirq of the host) are not
+    attached."""
+    return facts["offsets"].get("SK_LOCK_OWNED", -1) >= 0
 
 
 def btf_functions(probes: list[Probe], facts: dict, raw: set[str],

@@ -37,6 +37,8 @@ KERNEL_OFFSETS = {
     "SK_ERR": ("sock", "sk_err"),
     "SK_PROTOCOL": ("sock", "sk_protocol"),
     "SK_NUM": ("sock", "__sk_common.skc_num"),
+    # whether a task is acting on the socket (bpf/tcpwatch.bpf.c: tw_task_acts_on)
+    "SK_LOCK_OWNED": ("sock", "sk_lock.owned"),
     # a socket's two ends, for the probes that take them from the socket (raw variants)
     "SKC_DADDR": ("sock", "__sk_common.skc_daddr"),
     "SKC_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
@@ -76,6 +78,9 @@ class Options:
     extra_defines: dict[str, int] = field(default_factory=dict)
     raw_functions: tuple[str, ...] = ()   # probes whose raw variant this kernel runs (TW_RAW_<function>)
     btf_functions: tuple[str, ...] = ()   # those among them loaded as BTF tracepoints (TW_BTF_<function>)
+    # whether the on-CPU task acts on a socket is read from its lock (TW_CONTEXT_FROM_LOCK), not
+    # from a softirq depth kept by the core probes
+    context_from_lock: bool = False
     # --netns inodes compared as constants when there are few (TW_NETNS_N, TW_NETNS_0..): an
     # event then costs a comparison or two instead of a hash lookup; more go to the f_netns map
     netns_constants: tuple[int, ...] = ()
@@ -170,6 +175,7 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         "TW_FILTER_NETNS": int(options.filter_netns),
         "TW_FILTER_PORTS": int(options.filter_ports),
         "TW_FILTER_HOSTS": int(options.filter_hosts),
+        "TW_CONTEXT_FROM_LOCK": int(options.context_from_lock),
         **{f"OFF_{k}": v for k, v in offsets.items()},
         **{f"TW_WANT_{g.upper()}": 1 for g in groups},
         **{f"TW_RAW_{fn}": 1 for fn in options.raw_functions},
