@@ -117,3 +117,29 @@ def test_an_older_lone_row_of_a_reused_tuple_does_not_shift_the_pairing():
     out = pairing.feed(None, now=101.0)
     assert list(zip(out["ts"], out["origin"])) == [(100.00, "tcp-stack"), (100.21, "tcp-stack")]
     assert list(out["ifindex"].isna()) == [True, False]        # the device copy folded into the second
+
+
+def test_first_events_go_out_as_soon_as_read_then_at_the_flush_interval(monkeypatch):
+    import time
+
+    from tcpwatch.live.capture import Capture
+    from tcpwatch.live.filters import Filters
+
+    cap = Capture(Filters(), flush_interval=0.5)
+    cap._t0 = time.monotonic()
+    cap._mono_to_epoch = time.time() - time.monotonic()
+
+    def poll(timeout_ms):           # every read finds one more record
+        time.sleep(timeout_ms / 1000)
+        cap._raw.append(b"r" * 8)
+
+    monkeypatch.setattr(cap, "_poll", poll)
+    monkeypatch.setattr(cap, "_decode", len)
+    t0 = time.monotonic()
+    batches = cap.batches()
+    assert next(batches) == 8                          # the first read's record, at once
+    first = time.monotonic() - t0
+    assert next(batches) > 8                           # then everything read until the flush
+    second = time.monotonic() - t0
+    assert first < 0.2 and second - first >= 0.4, (first, second)
+    cap.stop()

@@ -319,6 +319,11 @@ class Capture:
             if self._stop.is_set() or (remaining is not None and remaining <= 0):
                 break
             wait = max(0.0, last_flush + self.flush_interval - now)
+            # Until the first events are out they go as soon as they are read, not at the next
+            # flush: a person starting a capture sees the first reset a fifth of a second sooner.
+            first = self.stats.first_event_after is None
+            if first:
+                wait = min(wait, self.READ_INTERVAL)
             due = self._due(wake, last_flush)
             if due is not None:
                 wait = min(wait, max(0.0, due - now))
@@ -326,9 +331,10 @@ class Capture:
                 wait = min(wait, remaining)
             self._poll(max(1, int(wait * 1000)))
             now = time.monotonic()
-            if self._raw and self.stats.first_event_after is None:
+            first_read = first and bool(self._raw)
+            if first_read:
                 self.stats.first_event_after = now - self._t0
-            if now - last_flush >= self.flush_interval or (due is not None and now >= due):
+            if now - last_flush >= self.flush_interval or (due is not None and now >= due) or first_read:
                 raw = self.take_records()
                 if raw:
                     yield self._decode(raw)
