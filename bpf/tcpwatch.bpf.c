@@ -57,10 +57,6 @@ BPF_LPM_TRIE(f_hosts, struct tw_lpm_key, __u8, 1024);
  * reads go field by field where the helper reads a window at once, and a member past the
  * pointer's type (inet_sock's from a struct sock *) and packet bytes (untyped) use the helper. */
 typedef const void *tw_kptr;
-/* A raw probe's arguments, as the kernel passes them. Indexed as plain u64s, not through
- * struct bpf_raw_tracepoint_args: bcc rewrites loads through pointers it sees come from that
- * struct's members into helper calls, which would undo the direct reads. */
-typedef unsigned long long *tw_raw_args;
 #define TW_LOAD(direct, type, base, off) ({                                     \
         type tw_v_ = 0;                                                         \
         if (direct)                                                             \
@@ -68,6 +64,11 @@ typedef unsigned long long *tw_raw_args;
         else                                                                    \
             bpf_probe_read_kernel(&tw_v_, sizeof(tw_v_), (const char *)(base) + (off)); \
         tw_v_; })
+
+/* A raw probe's arguments, as the kernel passes them. Indexed as plain u64s, not through
+ * struct bpf_raw_tracepoint_args: bcc rewrites loads through pointers it sees come from that
+ * struct's members into helper calls, which would undo the direct reads. */
+typedef unsigned long long *tw_raw_args;
 
 BPF_PERCPU_ARRAY(tw_scratch, __u64, 1);
 
