@@ -270,3 +270,20 @@ def test_few_namespaces_are_compiled_in_as_numbers():
     source = build_source({}, {}, Options(filter_netns=True, netns_constants=(3, 7)), ())
     assert "#define TW_NETNS_N (2)" in source and "#define TW_NETNS_1 (7)" in source
     assert "#define TW_NETNS_2 (0)" in source
+
+
+def test_doctor_says_why_a_probe_has_only_its_tracepoint_form():
+    from tcpwatch.live.doctor import _raw_forms
+    from tcpwatch.live.probes import PROBES
+
+    send = [p for p in PROBES if p.name == "tcp_send_reset"]
+    six_ten = {"tcp_send_reset": ("struct sock *", "struct sk_buff *", "enum sk_rst_reason")}
+    offsets = {"SK_ENDS": 0, "INET_SPORT": 782}
+    facts = {"offsets": offsets, "tracepoint_args": six_ten, "tracepoint_btf_ids": {"tcp_send_reset": 7}}
+    assert _raw_forms(send, facts) == {"tcp_send_reset": ", raw form usable (as a BTF tracepoint)"}
+    assert _raw_forms(send, {**facts, "tracepoint_btf_ids": {}}) == {"tcp_send_reset": ", raw form usable"}
+    assert _raw_forms(send, {**facts, "offsets": {**offsets, "INET_SPORT": -1}}) == {
+        "tcp_send_reset": ", tracepoint form only (BTF lacks INET_SPORT)"}
+    before_6_10 = {"tcp_send_reset": ("struct sock *", "struct sk_buff *")}
+    assert _raw_forms(send, {**facts, "tracepoint_args": before_6_10}) == {
+        "tcp_send_reset": ", tracepoint form only (raw arguments differ)"}
