@@ -65,6 +65,9 @@ typedef const void *tw_kptr;
             bpf_probe_read_kernel(&tw_v_, sizeof(tw_v_), (const char *)(base) + (off)); \
         tw_v_; })
 
+/* A member of base: 0 when base is NULL or this kernel lacks the member (off < 0). */
+#define TW_FIELD(direct, type, base, off) ((base) && (off) >= 0 ? TW_LOAD(direct, type, base, off) : (type)0)
+
 /* A raw probe's arguments, as the kernel passes them. Indexed as plain u64s, not through
  * struct bpf_raw_tracepoint_args: bcc rewrites loads through pointers it sees come from that
  * struct's members into helper calls, which would undo the direct reads. */
@@ -89,16 +92,12 @@ static __always_inline __u64 tw_addr(int direct, const void *p)
 
 static __always_inline void *tw_ptr_at(int direct, const void *base, int off)
 {
-    if (!base || off < 0)
-        return 0;
-    return (void *)TW_LOAD(direct, tw_kptr, base, off);
+    return (void *)TW_FIELD(direct, tw_kptr, base, off);
 }
 
 static __always_inline __u32 tw_net_inum(int direct, const void *net)
 {
-    if (!net || OFF_NET_INUM < 0)
-        return 0;
-    return TW_LOAD(direct, __u32, net, OFF_NET_INUM);
+    return TW_FIELD(direct, __u32, net, OFF_NET_INUM);
 }
 
 static __always_inline __u32 tw_sk_netns(int direct, const void *sk)
@@ -117,8 +116,7 @@ static __always_inline void tw_dev_facts(int direct, const void *dev, __u32 *net
         return;
     if (direct) {
         *netns = tw_net_inum(1, tw_ptr_at(1, dev, OFF_DEV_NET));
-        if (OFF_DEV_IFINDEX >= 0)
-            *ifindex = TW_LOAD(1, __u32, dev, OFF_DEV_IFINDEX);
+        *ifindex = TW_FIELD(1, __u32, dev, OFF_DEV_IFINDEX);
         return;
     }
 #if TW_DEV_ONE_READ
@@ -147,30 +145,22 @@ static __always_inline __u32 tw_skb_netns(int direct, const void *skb)
  * 8-bit field on older kernels). */
 static __always_inline int tw_sk_is_tcp(int direct, const void *sk)
 {
-    if (!sk || OFF_SK_PROTOCOL < 0)
-        return 0;
-    return TW_LOAD(direct, __u8, sk, OFF_SK_PROTOCOL) == TW_IPPROTO_TCP;
+    return TW_FIELD(direct, __u8, sk, OFF_SK_PROTOCOL) == TW_IPPROTO_TCP;
 }
 
 static __always_inline __u8 tw_sk_state(int direct, const void *sk)
 {
-    if (!sk || OFF_SK_STATE < 0)
-        return 0;
-    return TW_LOAD(direct, __u8, sk, OFF_SK_STATE);
+    return TW_FIELD(direct, __u8, sk, OFF_SK_STATE);
 }
 
 static __always_inline __u64 tw_sk_cookie(int direct, const void *sk)
 {
-    if (!sk || OFF_SK_COOKIE < 0)
-        return 0;
-    return TW_LOAD(direct, __u64, sk, OFF_SK_COOKIE);
+    return TW_FIELD(direct, __u64, sk, OFF_SK_COOKIE);
 }
 
 static __always_inline __u32 tw_sk_err(int direct, const void *sk)
 {
-    if (!sk || OFF_SK_ERR < 0)
-        return 0;
-    return TW_LOAD(direct, __u32, sk, OFF_SK_ERR);
+    return TW_FIELD(direct, __u32, sk, OFF_SK_ERR);
 }
 
 /* The local port as the tracepoints give it (inet_sport, network order in the socket). Past
@@ -528,7 +518,7 @@ static __always_inline void tw_current_task(int direct, __u32 *pid, __u32 *uid, 
         __u64 name[2] = {TW_LOAD(1, __u64, task, OFF_TASK_COMM), TW_LOAD(1, __u64, task, OFF_TASK_COMM + 8)};
         const void *cred = tw_ptr_at(1, task, OFF_TASK_CRED);
         *pid = TW_LOAD(1, __u32, task, OFF_TASK_TGID);
-        *uid = cred ? TW_LOAD(1, __u32, cred, OFF_CRED_UID) : 0;
+        *uid = TW_FIELD(1, __u32, cred, OFF_CRED_UID);
         __builtin_memcpy(comm, name, TW_COMM_LEN);
         return;
     }
