@@ -31,7 +31,9 @@ BPF_PERF_OUTPUT(events);
 #endif
 
 BPF_PERCPU_ARRAY(tw_lost, __u64, 1);      /* failed submissions: never silent */
-BPF_PERCPU_ARRAY(tw_softirq, __u32, 1);   /* softirq nesting depth (without TW_CONTEXT_FROM_LOCK) */
+#if !TW_CONTEXT_FROM_LOCK
+BPF_PERCPU_ARRAY(tw_softirq, __u32, 1);   /* softirq nesting depth on this CPU */
+#endif
 
 #if TW_FILTER_NETNS
 BPF_HASH(f_netns, __u32, __u8, 1024);
@@ -534,12 +536,14 @@ static __always_inline __u32 tw_current_pid(int direct)
     return bpf_get_current_pid_tgid() >> 32;
 }
 
+#if !TW_CONTEXT_FROM_LOCK
 /* Whether this CPU is running a softirq (depth kept by the core's softirq probes). */
 static __always_inline int tw_in_softirq(void)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
     return depth && *depth;
 }
+#endif
 
 /* Whether the on-CPU task is the one acting on socket sk (then it may be named as its owner).
  *
@@ -701,6 +705,9 @@ static __always_inline int tw_state_record_event(struct tp_inet_sock_set_state *
 }
 #endif
 
+/* The softirq depth, where the socket's lock cannot tell the owner's context (the core probes
+ * are attached only then; tcpwatch/live/probes.py: context_from_lock). */
+#if !TW_CONTEXT_FROM_LOCK
 static __always_inline void tw_softirq_in(void)
 {
     __u32 zero = 0, *depth = tw_softirq.lookup(&zero);
@@ -748,3 +755,4 @@ int tw_softirq_exit_raw(tw_raw_args ctx)
     return 0;
 }
 #endif
+#endif  /* !TW_CONTEXT_FROM_LOCK */
