@@ -130,7 +130,7 @@ def _kernel_facts() -> dict | None:
 def _raw_forms(probes, facts: dict | None) -> dict[str, str]:
     """Tracepoint -> what the doctor adds about its cheaper forms on this kernel: raw (no trace
     record is built), and as a BTF tracepoint (direct reads); or why only the tracepoint."""
-    from .probes import raw_usable
+    from .probes import btf_functions, why_not_raw
 
     if facts is None:
         return {}
@@ -138,17 +138,12 @@ def _raw_forms(probes, facts: dict | None) -> dict[str, str]:
     for probe in probes:
         if probe.raw is None or probe.name in out:
             continue
-        if raw_usable(probe, facts):
-            btf = facts.get("tracepoint_btf_ids", {}).get(probe.name) and probe.raw_host is None
+        why = why_not_raw(probe, facts)
+        if why is None:
+            btf = btf_functions([probe], facts, {probe.function})
             out[probe.name] = ", raw form usable" + (" (as a BTF tracepoint)" if btf else "")
-            continue
-        args = facts.get("tracepoint_args", {}).get(probe.name)
-        missing = [name for name in probe.raw_needs if facts["offsets"].get(name, -1) < 0]
-        if args is None or tuple(args) != probe.raw:
-            why = "raw arguments differ"
         else:
-            why = "BTF lacks " + ", ".join(missing)
-        out[probe.name] = f", tracepoint form only ({why})"
+            out[probe.name] = f", tracepoint form only ({why})"
     return out
 
 

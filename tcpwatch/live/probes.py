@@ -82,12 +82,22 @@ GROUP_SOURCES: dict[str, str] = {
 ALWAYS: tuple[str, ...] = ("core", "owner")
 
 
-def raw_usable(probe: Probe, facts: dict) -> bool:
-    """Whether this kernel can run the probe's raw variant: same argument types, offsets known.
-    facts: tcpwatch/live/kernel_facts.py's numbers for this kernel."""
+def why_not_raw(probe: Probe, facts: dict) -> str | None:
+    """Why this kernel cannot run the probe's raw variant, or None when it can: it needs the
+    argument types it was written for and every offset it reads. facts: tcpwatch/live/
+    kernel_facts.py's numbers for this kernel."""
+    if probe.raw is None:
+        return "no raw variant"
     args = facts.get("tracepoint_args", {}).get(probe.name)
-    return (probe.raw is not None and args is not None and tuple(args) == probe.raw
-            and all(facts["offsets"].get(name, -1) >= 0 for name in probe.raw_needs))
+    if args is None or tuple(args) != probe.raw:
+        return "raw arguments differ"
+    missing = [name for name in probe.raw_needs if facts["offsets"].get(name, -1) < 0]
+    return "BTF lacks " + ", ".join(missing) if missing else None
+
+
+def raw_usable(probe: Probe, facts: dict) -> bool:
+    """Whether this kernel can run the probe's raw variant (why_not_raw says why not)."""
+    return why_not_raw(probe, facts) is None
 
 
 def raw_functions(probes: list[Probe], facts: dict, refused: set[str] | frozenset[str] = frozenset()) -> set[str]:
