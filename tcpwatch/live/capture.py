@@ -219,7 +219,8 @@ class Capture:
             try:
                 self._bpf.attach_raw_tracepoint(tp=probe.name.encode(), fn_name=function.encode())
             except Exception as err:    # refused at load or attach
-                raise _Refused(probe.function, "raw", f"{function}: {str(err).splitlines()[0] if str(err) else err!r}") from None
+                first_line = (str(err).splitlines() or [repr(err)])[0]
+                raise _Refused(probe.function, "raw", f"{function}: {first_line}") from None
             self.stats.raw.append(probe.tracepoint)
             return function
         self._bpf.attach_tracepoint(tp=probe.tracepoint.encode(), fn_name=probe.function.encode())

@@ -23,7 +23,8 @@ FACTS_VERSION = 2   # bump when _compute() yields something new: older cache fil
 
 def _key() -> str:
     stat = os.stat(VMLINUX)
-    basis = json.dumps([FACTS_VERSION, platform.release(), stat.st_size, stat.st_mtime_ns, sorted(KERNEL_OFFSETS.items()),
+    basis = json.dumps([FACTS_VERSION, platform.release(), stat.st_size, stat.st_mtime_ns,
+                        sorted(KERNEL_OFFSETS.items()),
                         sorted(SK_ENDS_FIELDS.items()), SK_ENDS_WINDOW,
                         ENUM_PREFIXES, _raw_tracepoints()])
     return hashlib.sha256(basis.encode()).hexdigest()[:20]

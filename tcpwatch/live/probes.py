@@ -39,8 +39,9 @@ SK_ENDS = ("SK_ENDS", "INET_SPORT")
 
 PROBES: tuple[Probe, ...] = (
     # core: softirq depth decides whether the on-CPU task may be named, where the socket's lock
-    # cannot (context_from_lock); then always attached. Exit is attached first: a softirq running while the probes attach must not be counted in and never
-    # out (that CPU would then call every event softirq); an exit without entry is ignored.
+    # cannot (context_from_lock); then always attached. Exit is attached first: a softirq running
+    # while the probes attach must not be counted in and never out (that CPU would then call every
+    # event softirq); an exit without entry is ignored.
     Probe("core", "irq", "softirq_exit", "tw_softirq_exit", raw=("int",)),
     Probe("core", "irq", "softirq_entry", "tw_softirq_entry", raw=("int",)),
     Probe("resets", "tcp", "tcp_send_reset", "tw_send_reset", "sent",
