@@ -31,7 +31,7 @@ def demo(out: IO[str] = sys.stdout, err: IO[str] = sys.stderr) -> dict:
         err.write(f"tcpwatch demo: lab {lab.client.name} ({lab.client.v4}) <-> "
                   f"{lab.server.name} ({lab.server.v4})\n")
         filters = Filters.parse(netns=[lab.client.name, lab.server.name])
-        cap = Capture(filters, groups=("resets", "netdev", "giveup"))
+        cap = Capture(filters, groups=("resets", "netdev", "giveup"), origins=True)
         stage = Enrichment(watch_netns=filters.netns)
         errors: list = []
         player = threading.Thread(target=_play_all, args=(lab, cap, err, errors), daemon=True)

@@ -20,7 +20,7 @@ def diagnosed(lab, play):
     filters = Filters.parse(netns=[lab.client.name, lab.server.name])
     stage = Enrichment(watch_netns=filters.netns)
     stage.before_start()   # caches and firewall counters before the traffic, as `tcpwatch resets` does
-    with Capture(filters, groups=("resets", "netdev", "giveup")) as cap:
+    with Capture(filters, groups=("resets", "netdev", "giveup"), origins=True) as cap:
         played = play(lab)
         frames = list(enriched(cap.batches(1.0, idle_ticks=True), stage))
     assert cap.stats.lost == 0

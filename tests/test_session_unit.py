@@ -26,7 +26,7 @@ class BatchesOnly(Capture):
         self.stats.started = time.time()
         return self
 
-    def batches(self, duration=None, idle_ticks=False, wake=None):
+    def batches(self, duration=None, idle_ticks=False):
         for frame in self.frames:
             if self._stop.is_set():
                 break
@@ -69,3 +69,4 @@ def test_a_signal_during_encoding_loses_nothing(tmp_path, monkeypatch):
     assert result["events"] == 7
     assert sum(line.count(":2003") for line in stdout.getvalue().splitlines()) == 1
     assert cap._stop.is_set()       # the interrupt still meant stop: the third batch never came
+

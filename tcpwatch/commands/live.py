@@ -38,7 +38,7 @@ def resets(duration, buffer_mb, transport, ports, hosts, netns, direction, as_js
         cap = Capture(filters, buffer_mb=buffer_mb, transport=transport, groups=groups, count=True)
         run_count_command(cap, duration, interval, as_json, output)
         return
-    cap = Capture(filters, buffer_mb=buffer_mb, transport=transport, groups=groups)
+    cap = Capture(filters, buffer_mb=buffer_mb, transport=transport, groups=groups, origins=True)
     stage = Enrichment(conntrack=not no_conntrack, watch_netns=filters.netns)
     run(cap, duration, Outputs(as_json=as_json, output=output), stage=stage)
 

@@ -13,7 +13,7 @@ def _capture(port=(), host=(), netns=(), direction=None, buffer_mb=4, transport=
              netdev=True) -> Capture:
     as_seq = lambda v: (v,) if isinstance(v, (int, str)) else tuple(v or ())  # noqa: E731
     filters = Filters.parse(as_seq(port), as_seq(host), as_seq(netns), direction)
-    return Capture(filters, buffer_mb=buffer_mb, transport=transport,
+    return Capture(filters, buffer_mb=buffer_mb, transport=transport, origins=True,
                    groups=("resets", "netdev", "giveup") if netdev else ("resets", "giveup"))
 
 
@@ -22,7 +22,7 @@ def _final_batches(cap: Capture, duration: float | None, conntrack: bool) -> Ite
 
     stage = Enrichment(conntrack=conntrack, watch_netns=cap.filters.netns)
     stage.before_start(cap)
-    yield from enriched(cap.batches(duration, idle_ticks=True, wake=stage.next_release), stage)
+    yield from enriched(cap.batches(duration, idle_ticks=True), stage)
 
 
 def capture(duration: float, conntrack: bool = True, **options):

@@ -12,7 +12,7 @@ import platform
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 from ..errors import EnvironmentProblem, UsageProblem
 from .decode import Names, decode
@@ -73,9 +73,16 @@ class Capture:
 
     def __init__(self, filters: Filters | None = None, buffer_mb: int = 4, transport: str = "auto",
                  flush_interval: float = 0.25, groups: tuple[str, ...] = ("resets",), count: bool = False,
-                 count_flows: int = 65536):
+                 count_flows: int = 65536, origins: bool = False):
         self.filters = filters or Filters()
         self.groups = tuple(groups)
+        # origins: one event per reset, labelled with the layer that made it (tcpwatch/live/origin.py);
+        # else every record as the kernel gave it (device copies as kinds wire-out/wire-in)
+        self._pairing = None
+        if origins:
+            from .origin import OriginPairing
+
+            self._pairing = OriginPairing(wire="netdev" in self.groups)
         self.count = count              # --count: per-flow counters in the kernel, no records
         self.count_flows = count_flows
         self.buffer_mb = buffer_mb
@@ -91,16 +98,15 @@ class Capture:
         self._facts: dict = {"offsets": {}}
         self._raw: list[bytes] = []     # records read, not yet handed over (under _lock)
         self._lock = threading.Lock()
-        self._read_stamp: float | None = None   # when the last read began
+        self._read_stamp: int | None = None     # when the last read began (monotonic ns)
         self._reader: threading.Thread | None = None
         self._closing = threading.Event()
         self._event_size = event_dtype().itemsize
         self._stop = threading.Event()
         self._mono_to_epoch = 0.0
-        # when the read that ended the last batch handed over began (epoch s): every record
-        # committed by then is in that batch or an earlier one, which is what a stage pairing
-        # records may rely on
-        self.read_at: float | None = None
+        # when the read that ended the last batch handed over began (monotonic ns): every
+        # record committed by then is in that batch or an earlier one, which pairing relies on
+        self._taken_at: int | None = None
         self._last_batch_rows = 0
         self._names: Names | None = None
 
@@ -267,7 +273,7 @@ class Capture:
     def _read_ring(self) -> None:
         with self._lock:
             if self._ring is not None:
-                stamp = time.time()     # before the read: what was committed by then is in it
+                stamp = time.monotonic_ns()     # before the read: what was committed by then is in it
                 self._ring.read(self._raw)
                 self._read_stamp = stamp
 
@@ -278,14 +284,13 @@ class Capture:
             self._read_ring()
         else:
             self._bpf.perf_buffer_poll(timeout_ms)
-            self._read_stamp = time.time()
+            self._read_stamp = time.monotonic_ns()
 
-    def take_records(self) -> bytes:
-        """The records read so far (raw structs back to back), handed over once; read_at then
-        says when the read that ended them began."""
+    def take_records(self) -> bytearray:
+        """The records read so far (raw structs back to back, writable), handed over once."""
         with self._lock:
-            raw, self._raw = b"".join(self._raw), []
-            self.read_at = self._read_stamp
+            raw, self._raw = bytearray().join(self._raw), []
+            self._taken_at = self._read_stamp
         return raw
 
     def table(self, name: str):
@@ -304,14 +309,12 @@ class Capture:
                                              PROG_INFO_SIZE)
         return self.stats.lost
 
-    def batches(self, duration: float | None = None, idle_ticks: bool = False,
-                wake: Callable[[], float | None] | None = None) -> Iterator:
+    def batches(self, duration: float | None = None, idle_ticks: bool = False) -> Iterator:
         """Yield schema DataFrames until duration elapses or stop() is called; with idle_ticks,
-        also None every flush interval without events (for stages that hold rows back).
+        also None every flush interval without events.
 
-        wake: when a stage holding rows back will release them (epoch seconds, or None): the
-        next batch or tick comes then rather than at the next flush interval, so a held row is
-        shown when it is final, not up to an interval later."""
+        With origins, records waiting for their partner are released when they become final:
+        the next batch comes then rather than at the next flush interval."""
         deadline = None if duration is None else time.monotonic() + duration
         last_flush = time.monotonic()
         while True:
@@ -325,7 +328,7 @@ class Capture:
             first = self.stats.first_event_after is None
             if first:
                 wait = min(wait, self.READ_INTERVAL)
-            due = self._due(wake, last_flush)
+            due = self._due(last_flush)
             if due is not None:
                 wait = min(wait, max(0.0, due - now))
             if remaining is not None:
@@ -336,43 +339,55 @@ class Capture:
             if first_read:
                 self.stats.first_event_after = now - self._t0
             if now - last_flush >= self.flush_interval or (due is not None and now >= due) or first_read:
-                raw = self.take_records()
-                if raw:
-                    yield self._decode(raw)
-                else:
-                    self._last_batch_rows = 0
-                    if idle_ticks:
-                        yield None
+                frame = self._decode(self.take_records())
+                if frame is not None:
+                    yield frame
+                elif idle_ticks:
+                    yield None
                 last_flush = now
-        # Drain what the kernel already handed over.
+        # Drain what the kernel already handed over, then what waits for a partner.
         self._poll(0)
-        raw = self.take_records()
-        if raw:
-            yield self._decode(raw)
+        frame = self._decode(self.take_records())
+        if frame is not None:
+            yield frame
+        if self._pairing is not None:
+            frame = self._decoded(self._pairing.flush())
+            if frame is not None:
+                yield frame
         self.read_lost()
 
-    # A stage's wake-up comes at least this long after the last batch (a held row that is due
-    # but waits for its partner to be due too must not turn the loop into a spin), and only
-    # while batches are small: under load every row is due soon after it is read, and waking
-    # for each would multiply the batches and their fixed costs (measured: +40% CPU in a flood)
-    # for a gain in display latency nobody can see at that rate.
+    # A release of held records comes at least this long after the last batch (a held record
+    # that is due but waits for its partner to be due too must not turn the loop into a spin),
+    # and only while batches are small: under load every held record is due soon after it is
+    # read, and waking for each would multiply the batches and their fixed costs (measured:
+    # +40% CPU in a flood) for a gain in display latency nobody can see at that rate.
     MIN_WAKE_GAP = 0.02
     WAKE_MAX_ROWS = 2000
 
-    def _due(self, wake, last_flush: float) -> float | None:
-        """The stage's release time on the monotonic clock, or None."""
-        if wake is None or self._last_batch_rows > self.WAKE_MAX_ROWS:
+    def _due(self, last_flush: float) -> float | None:
+        """When held records become final (monotonic s), or None."""
+        if self._pairing is None or self._last_batch_rows > self.WAKE_MAX_ROWS:
             return None
-        at = wake()
+        at = self._pairing.next_release()
         if at is None:
             return None
-        return max(at - self._mono_to_epoch, last_flush + self.MIN_WAKE_GAP)
+        return max(at / 1e9, last_flush + self.MIN_WAKE_GAP)
 
-    def _decode(self, raw: bytes):
-        frame = decode(raw, self._names, self._mono_to_epoch)
-        self.stats.captured += len(frame)
-        self._last_batch_rows = len(frame)
-        return frame
+    def _decode(self, raw: bytearray):
+        """The batch of records read (through the origin pairing, with origins), or None."""
+        import numpy as np
+
+        records = np.frombuffer(raw, dtype=event_dtype())
+        self.stats.captured += len(records)
+        self._last_batch_rows = len(records)
+        if self._pairing is None:
+            return decode(records, self._names, self._mono_to_epoch) if len(records) else None
+        return self._decoded(self._pairing.feed(records, self._taken_at or time.monotonic_ns()))
+
+    def _decoded(self, paired):
+        if paired is None:
+            return None
+        return decode(paired.records, self._names, self._mono_to_epoch, paired.columns)
 
     def close(self) -> None:
         if self._bpf is not None:

@@ -130,11 +130,13 @@ def _transmit_columns(rec, names: Names) -> dict:
     }
 
 
-def decode(raw: bytes, names: Names, mono_to_epoch: float):
+def decode(raw, names: Names, mono_to_epoch: float, extra: dict | None = None):
+    """Records (tw_event structs as bytes, or a numpy array of them) -> a schema DataFrame;
+    extra: columns a stage before this one computed, one entry per record (e.g. origin)."""
     import numpy as np
     import pandas as pd
 
-    rec = np.frombuffer(raw, dtype=event_dtype())
+    rec = np.frombuffer(raw, dtype=event_dtype()) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
     c = constants()
     flags = rec["flags"]
     owner = (flags & c["TW_F_OWNER_TASK"]) != 0
@@ -162,6 +164,7 @@ def decode(raw: bytes, names: Names, mono_to_epoch: float):
         "tcp_flags": _flags(rec["tcpflags"]),
         "ifindex": _nullable(rec["ifindex"], rec["ifindex"] != 0, "UInt32"),
         **_transmit_columns(rec, names),
+        **(extra or {}),
     })
     # Records from different CPUs interleave in the buffer; a batch reads in time order.
     if len(frame) > 1 and not frame["ts"].is_monotonic_increasing:

@@ -1,4 +1,4 @@
-"""Which layer produced each reset: pair the TCP stack's events with the RSTs seen on devices.
+"""Which layer produced each reset: pair the TCP stack's records with the RSTs seen on devices.
 
 The kernel reports a reset twice when the TCP stack makes it: at tcp_send_reset and as a packet
 leaving a device (wire-out); a received one, as a packet arriving (wire-in) and at
@@ -6,131 +6,247 @@ tcp_receive_reset. A wire-out RST with no stack event was made by someone else o
 netfilter (REJECT --reject-with tcp-reset). A wire-in RST with no stack event never reached a
 socket (dropped as INVALID, or no socket at all): it is reported as received, with no state.
 
-Pairs share namespace and 4-tuple and lie within `window` seconds; the kernel may report either
-half first, and a half may reach userspace up to `latency` seconds after it happened (one batch),
-so a row is final only once it is window + latency old.
+This runs on the raw records, before they are decoded: a device copy folded into its stack
+record is never decoded at all, and pairing compares integers, not address strings.
+
+Who waits: the ring buffer is read in the order records were reserved, so when one half of a
+pair causes the other, the cause is read first (or in the same read). A received RST is seen
+on the device before the socket takes it, and an active reset is traced after its packet left:
+there the device copy comes first and waits, until its stack record arrives or it is
+window + latency old (then it is final alone). A stack record never waits: when it is read,
+every device copy that came before it is in hand. A reset the stack sends for a packet with no
+socket is traced before its packet leaves; the kernel drops that copy itself (bpf: the per-CPU
+pending RST), and one it misses is matched against the sent resets of the last window, which
+are remembered (flow and time only) for that.
+
+Pairs share namespace, 4-tuple and direction, and lie within `window` seconds: the n-th device
+copy of a tuple pairs with its n-th stack record in an episode (a run of that tuple's records
+less than a window apart; a flood reuses ephemeral ports within a second).
 """
 
 from __future__ import annotations
 
-import time
+from typing import NamedTuple
 
-from ..codes import factorize_rows, strings_from_codes
-from ..events import conform
+from ..codes import strings_from_codes
 from .decode import LIVE_DTYPES
+from .header import constants
 
-WIRE = {"wire-out": "reset-sent", "wire-in": "reset-received"}
-ORIGIN_DTYPES = {**LIVE_DTYPES, "origin": "string", "delivered": "string"}
-KEY = ["netns", "saddr", "sport", "daddr", "dport"]
 ORIGINS = ["remote", "tcp-stack", "netfilter"]
-_SENT, _RECEIVED, _WIRE_OUT, _WIRE_IN, _STATE, _OTHER = range(6)
-_KIND_ID = {"reset-sent": _SENT, "reset-received": _RECEIVED, "wire-out": _WIRE_OUT, "wire-in": _WIRE_IN,
-            "state-change": _STATE}
+DELIVERED = ["yes", "no"]
+ORIGIN_DTYPES = {**LIVE_DTYPES, "origin": "string", "delivered": "string"}
+_FNV_PRIME = 0x100000001B3
+
+
+class Paired(NamedTuple):
+    """Records final now (device copies folded in, lone ones relabelled as resets) and the
+    schema columns pairing adds, one entry per record."""
+
+    records: object     # numpy structured array of tw_event
+    columns: dict       # name -> pandas array
+
+
+def _take(rec, which):
+    """A copy of the records picked (a mask or a slice). Through a view as whole opaque
+    records: numpy copies a structured array field by field, 40 times slower."""
+    picked = rec.view(f"V{rec.dtype.itemsize}")[which]
+    return (picked.copy() if isinstance(which, slice) else picked).view(rec.dtype)
+
+
+def _concat(a, b):
+    import numpy as np
+
+    return np.concatenate([a.view(f"V{a.dtype.itemsize}"), b.view(f"V{b.dtype.itemsize}")]).view(a.dtype)
+
+
+def flow_words(rec, sent):
+    """Each record's flow as six 64-bit words (addresses as the wire carries them: a v4-mapped
+    IPv6 address as IPv4; namespace and ports; direction) and a hash of them."""
+    import numpy as np
+
+    n = len(rec)
+    words = np.zeros((n, 6), dtype=np.uint64)
+    for at, side in ((0, "saddr"), (2, "daddr")):
+        addr = np.ascontiguousarray(rec[side]).view("<u8").reshape(n, 2)
+        low, high = addr[:, 0].copy(), addr[:, 1].copy()
+        mapped = (rec["family"] == 6) & (low == 0) & ((high & 0xFFFFFFFF) == 0xFFFF0000)
+        low[mapped] = high[mapped] >> np.uint64(32)
+        v4 = mapped | (rec["family"] == 4)
+        low[v4] &= np.uint64(0xFFFFFFFF)
+        high[v4] = 0
+        words[:, at], words[:, at + 1] = low, high
+    words[:, 4] = ((rec["netns"].astype(np.uint64) << np.uint64(32))
+                   | (rec["sport"].astype(np.uint64) << np.uint64(16)) | rec["dport"].astype(np.uint64))
+    words[:, 5] = sent
+    digest = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in words.T:
+            digest = (digest ^ column) * np.uint64(_FNV_PRIME)
+            digest ^= digest >> np.uint64(29)
+    return words, digest
 
 
 class OriginPairing:
-    """Pairs each stack event with its device copy. window: how far apart in time two halves of
-    a pair may be; latency: how long after its timestamp a record may still be missing from a
-    read of the kernel's buffer (stamped in the program, committed microseconds later). A row
-    is final once every partner it could have is in: at `now` = the time of the last read."""
+    """Labels each record's origin and folds device copies into their stack records.
 
-    def __init__(self, window: float = 0.2, latency: float = 0.05):
-        self.window = window
-        self.latency = latency
-        self._held = None
+    window: how far apart in time (seconds) two halves of a pair may be; latency: how long after
+    its timestamp a record may still be missing from a read of the kernel's buffer (stamped in
+    the program, committed microseconds later). wire: device records can come (group netdev);
+    without them nothing is held. Times are the records' clock: CLOCK_MONOTONIC nanoseconds."""
 
-    def feed(self, frame, now: float | None = None):
-        """Add a batch; return the rows old enough to be final, with `origin`, wire rows folded in."""
-        import pandas as pd
+    def __init__(self, window: float = 0.2, latency: float = 0.05, wire: bool = True):
+        c = constants()
+        self.window = int(window * 1e9)
+        self.latency = int(latency * 1e9)
+        self.wire = wire
+        self._sent, self._received, self._state = c["TW_KIND_RESET_SENT"], c["TW_KIND_RESET_RECEIVED"], \
+            c["TW_KIND_STATE_CHANGE"]
+        self._wire_out, self._wire_in = c["TW_KIND_WIRE_OUT"], c["TW_KIND_WIRE_IN"]
+        self._held = None       # device copies waiting for their stack record
+        self._recent = None     # (words, digest, ts) of sent resets no device copy has joined yet
+        self.late_copies = 0    # device copies folded into a stack record already released
 
-        frames = [f for f in (self._held, frame) if f is not None and not f.empty]
-        if not frames:
-            return None
-        rows = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
-        cutoff = (time.time() if now is None else now) - self.window - self.latency
-        return self._release(rows, rows["ts"] < cutoff)
-
-    def next_release(self) -> float | None:
-        """When the oldest row held back becomes final (epoch seconds), or None."""
-        if self._held is None or self._held.empty:
-            return None
-        return float(self._held["ts"].min()) + self.window + self.latency
-
-    def flush(self):
-        held, self._held = self._held, None
-        if held is None or held.empty:
-            return None
-        return self._release(held.reset_index(drop=True), held["ts"].notna().to_numpy())
-
-    def _release(self, rows, ripe):
+    def feed(self, rec, now: int) -> Paired | None:
+        """Add the records of one read (now: when it began); return what is final."""
         import numpy as np
-        import pandas as pd
 
-        n = len(rows)
-        # Kinds as small integers (the batch's few distinct names, mapped once).
-        kind_codes, kind_names = pd.factorize(rows["kind"])
-        kind_names = list(kind_names)
-        kid = np.array([_KIND_ID.get(k, _OTHER) for k in kind_names] + [_OTHER], dtype=np.int8)[kind_codes]
-        wire = (kid == _WIRE_OUT) | (kid == _WIRE_IN)
-        stack_kid = np.where(kid == _WIRE_OUT, _SENT, np.where(kid == _WIRE_IN, _RECEIVED, kid))
-        # one integer per (tuple, direction)
-        group, _ = factorize_rows([rows[c] for c in KEY] + [stack_kid])
-        ts = rows["ts"].to_numpy()
-        # ... split into episodes: runs of that tuple's rows less than a window apart. A flood
-        # reuses ephemeral ports within a second; an older lone row of the same tuple (its
-        # device copy dropped in the kernel) must not shift the counting below.
-        by_time = np.lexsort((ts, group))
-        g, t = group[by_time], ts[by_time]
-        starts_episode = np.r_[True, (g[1:] != g[:-1]) | (np.diff(t) > self.window)] if n else np.zeros(0, bool)
-        episode = np.empty(n, dtype=np.int64)
-        episode[by_time] = np.cumsum(starts_episode) - 1
-        group = episode * 2 + wire
-        # nth occurrence of each row within its group, in time order (rows are in time order)
-        order = np.lexsort((np.arange(n), group))
-        sorted_group = group[order]
-        starts = np.r_[0, np.flatnonzero(np.diff(sorted_group)) + 1]
-        rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))
-        nth = np.empty(n, dtype=np.int64)
-        nth[order] = rank
-        # the n-th wire RST of a tuple pairs with the n-th stack event of the same direction
-        is_stack = (kid == _SENT) | (kid == _RECEIVED)
-        pair_key = (group // 2) * (n + 1) + nth
-        wire_rows, stack_rows = np.flatnonzero(wire), np.flatnonzero(is_stack)
-        _, at_w, at_s = np.intersect1d(pair_key[wire_rows], pair_key[stack_rows], return_indices=True)
-        paired_wire, paired_stack = wire_rows[at_w], stack_rows[at_s]
-        close = np.abs(ts[paired_wire] - ts[paired_stack]) <= self.window
-        paired_wire, paired_stack = paired_wire[close], paired_stack[close]
+        rows = rec if self._held is None else _concat(self._held, rec)
+        self._held = None
+        if not len(rows):
+            return None
+        if not rows.flags.writeable:
+            rows = _take(rows, slice(None))
+        return self._release(rows, now)
 
-        out = rows.copy(deep=False)
-        lone_wire = wire.copy()
-        lone_wire[paired_wire] = False
+    def next_release(self) -> int | None:
+        """When the oldest record held back becomes final (monotonic ns), or None."""
+        if self._held is None:
+            return None
+        return int(self._held["ts_ns"].min()) + self.window + self.latency
+
+    def flush(self) -> Paired | None:
+        """Everything held, final now."""
+        held, self._held = self._held, None
+        if held is None:
+            return None
+        return self._release(held, None)
+
+    def _release(self, rows, now: int | None) -> Paired | None:
+        import numpy as np
+
+        if self.wire:
+            keep, lone = self._pair(rows, now)
+        else:
+            keep = np.ones(len(rows), dtype=bool)
+            lone = np.zeros(len(rows), dtype=bool)
+        out = _take(rows, keep)     # a copy: relabelling below leaves the kernel's bytes alone
+        lone = lone[keep]
+        kind = out["kind"]
         # a reset received came from the remote end; one sent, or a close the kernel decided (a
         # timeout), from the TCP stack; a lone wire-out RST from netfilter
-        origin = np.full(n, -1, dtype=np.int8)
-        origin[(kid == _RECEIVED) | (lone_wire & (kid == _WIRE_IN))] = 0
-        origin[(kid == _SENT) | (kid == _STATE)] = 1
-        origin[lone_wire & (kid == _WIRE_OUT)] = 2
-        out["origin"] = strings_from_codes(ORIGINS, origin, origin >= 0)
-        # a received reset: did a socket take it (stack event), or was it seen only on the device?
-        received = (kid == _RECEIVED) | (kid == _WIRE_IN)
-        out["delivered"] = strings_from_codes(["yes", "no"], lone_wire.astype(np.int8), received)
-        # what the device saw, on the stack's row
-        if len(paired_wire):
-            take = np.arange(n)
-            take[paired_stack] = paired_wire
-            out["ifindex"] = rows["ifindex"].array.take(take)
-            out["tcp_flags"] = rows["tcp_flags"].array.take(take)
-        out["kind"] = strings_from_codes([WIRE.get(k, k) for k in kind_names], kind_codes, kind_codes >= 0)
+        origin = np.full(len(out), -1, dtype=np.int8)
+        origin[(kind == self._received) | (kind == self._wire_in)] = 0
+        origin[(kind == self._sent) | (kind == self._state)] = 1
+        origin[kind == self._wire_out] = 2
+        received = (kind == self._received) | (kind == self._wire_in)
+        delivered = strings_from_codes(DELIVERED, lone.astype(np.int8), received)
+        out["kind"][kind == self._wire_out] = self._sent
+        out["kind"][kind == self._wire_in] = self._received
+        if not len(out):
+            return None
+        return Paired(out, {"origin": strings_from_codes(ORIGINS, origin, origin >= 0), "delivered": delivered})
 
-        # A pair is released when both halves are ripe; a lone row when it is.
-        ripe = np.asarray(ripe, dtype=bool).copy()
-        both = ripe[paired_wire] & ripe[paired_stack]
-        ripe[paired_wire] = both
-        ripe[paired_stack] = both
-        keep = ripe.copy()
-        keep[paired_wire] = False           # folded into the stack's row
-        held = ~ripe
-        held[paired_wire[~both]] = True
-        self._held = rows[held] if held.any() else None
-        released = out[keep]
-        return conform(released.reset_index(drop=True), ORIGIN_DTYPES) if len(released) else None
+    def _pair(self, rows, now: int | None):
+        """(which rows are final now, which of those are lone device copies). Device copies
+        that pair fold into their stack record (ifindex, tcp flags) and are dropped; the rest
+        wait until ripe; sent resets that stay alone are remembered for late copies.
+        rows must be writable."""
+        import numpy as np
+
+        n = len(rows)
+        kind, ts = rows["kind"], rows["ts_ns"].astype(np.int64)
+        wire = (kind == self._wire_out) | (kind == self._wire_in)
+        stack = (kind == self._sent) | (kind == self._received)
+        sent = (kind == self._sent) | (kind == self._wire_out)
+        words, digest = flow_words(rows, sent)
+        alone_sent = kind == self._sent
+        alone = wire.copy()
+        if wire.any():
+            paired_wire, paired_stack = self._match(digest, ts, wire, stack, words)
+            rows["ifindex"][paired_stack] = rows["ifindex"][paired_wire]
+            rows["tcpflags"][paired_stack] = rows["tcpflags"][paired_wire]
+            alone[paired_wire] = False
+            alone_sent[paired_stack] = False
+            if alone.any() and self._recent is not None:
+                alone &= ~self._late_copies(words, digest, ts, alone)
+        # Lone device copies wait until ripe; everything else that is not folded is final now.
+        ripe = np.ones(n, dtype=bool) if now is None else ts < now - self.window - self.latency
+        wait = alone & ~ripe
+        if wait.any():
+            self._held = _take(rows, wait)
+        self._remember(words, digest, ts, alone_sent, now)
+        return ~wire | (alone & ripe), alone
+
+    def _match(self, digest, ts, wire, stack, words):
+        """Rows of the pairs: the n-th device copy of a flow in an episode with its n-th stack record."""
+        import numpy as np
+
+        n = len(ts)
+        by_time = np.lexsort((ts, digest))
+        g, t, w, s = digest[by_time], ts[by_time], wire[by_time], stack[by_time]
+        starts = np.r_[True, (g[1:] != g[:-1]) | (np.diff(t) > self.window)]
+        episode = np.cumsum(starts) - 1
+        first = np.flatnonzero(starts)
+        # nth device copy / stack record in its episode: a running count less the count before it
+        cw, cs = np.cumsum(w), np.cumsum(s)
+        nth_w = cw - 1 - (cw - w)[first][episode]
+        nth_s = cs - 1 - (cs - s)[first][episode]
+        # in this order each kind's (episode, nth) keys ascend: a sorted lookup pairs them
+        key_w, key_s = (episode * (n + 1) + nth_w)[w], (episode * (n + 1) + nth_s)[s]
+        at = np.minimum(np.searchsorted(key_w, key_s), max(len(key_w) - 1, 0))
+        hit = key_w[at] == key_s if len(key_w) else np.zeros(len(key_s), dtype=bool)
+        pw, ps = by_time[w][at[hit]], by_time[s][hit]
+        # within the window, and the same flow word for word (the hash only grouped them)
+        good = (np.abs(ts[pw] - ts[ps]) <= self.window) & (words[pw] == words[ps]).all(axis=1)
+        return pw[good], ps[good]
+
+    def _late_copies(self, words, digest, ts, alone):
+        """Which lone device copies belong to a sent reset released earlier (the kernel missed
+        the pair): each joins the earliest one of its flow within the window, once."""
+        import numpy as np
+
+        r_words, r_digest, r_ts = self._recent
+        order = np.lexsort((r_ts, r_digest))
+        r_words, r_digest, r_ts = r_words[order], r_digest[order], r_ts[order]
+        cand = np.flatnonzero(alone)
+        cand = cand[np.lexsort((ts[cand], digest[cand]))]
+        d = digest[cand]
+        first = np.r_[True, d[1:] != d[:-1]]
+        starts = np.flatnonzero(first)
+        rank = np.arange(len(cand)) - np.repeat(starts, np.diff(np.r_[starts, len(cand)]))
+        at = np.searchsorted(r_digest, d) + rank
+        ok = at < len(r_digest)
+        at = np.where(ok, at, 0)
+        ok &= (r_digest[at] == d) & (words[cand] == r_words[at]).all(axis=1) & (np.abs(ts[cand] - r_ts[at]) <= self.window)
+        late = np.zeros(len(ts), dtype=bool)
+        late[cand[ok]] = True
+        if ok.any():
+            self.late_copies += int(ok.sum())
+            left = np.ones(len(r_ts), dtype=bool)
+            left[at[ok]] = False
+            self._recent = (r_words[left], r_digest[left], r_ts[left])
+        return late
+
+    def _remember(self, words, digest, ts, new, now: int | None) -> None:
+        """Keep the sent resets still alone, for a window (the ones older than that go)."""
+        import numpy as np
+
+        parts = [] if self._recent is None else [self._recent]
+        if new.any():
+            parts.append((words[new], digest[new], ts[new]))
+        if not parts or now is None:
+            self._recent = None
+            return
+        r_words, r_digest, r_ts = (np.concatenate(p) for p in zip(*parts)) if len(parts) > 1 else parts[0]
+        fresh = r_ts >= now - self.window - self.latency
+        self._recent = (r_words[fresh], r_digest[fresh], r_ts[fresh]) if fresh.any() else None

@@ -1,12 +1,12 @@
-"""What happens to live reset events between the kernel and the sinks:
-origin (which layer made the reset) -> conntrack entry -> diagnosis (cause and explanation)."""
+"""What happens to live reset events between the capture (which labels each reset's origin:
+tcpwatch/live/origin.py) and the sinks: the rule behind a netfilter reset -> conntrack entry ->
+diagnosis (cause and explanation)."""
 
 from __future__ import annotations
 
 from typing import Iterable, Iterator
 
 from ..render import HEADER_DIAGNOSED
-from .origin import OriginPairing
 from .session import Stage
 
 
@@ -73,22 +73,20 @@ class Aftermath:
 
 
 class Enrichment(Stage):
-    """The `resets` stage: two lines per reset, the cause under what happened."""
+    """The `resets` stage: two lines per reset, the cause under what happened. Its capture
+    must label origins (Capture(origins=True))."""
 
     header = HEADER_DIAGNOSED
 
     def __init__(self, conntrack: bool = True, watch_netns: Iterable[int] = ()):
-        self.pairing = OriginPairing()
         self.aftermath = Aftermath()
         self.conntrack = conntrack
         self.watch_netns = list(watch_netns)
         self.rules = None
         self.caches = None
-        self._cap = None
 
     def before_start(self, cap=None) -> None:
         """Open the conntrack caches and read the firewall counters (run while bcc compiles)."""
-        self._cap = cap
         self.rules = RuleCounters(self.watch_netns)
         if self.conntrack:
             from ..conntrack import ConntrackCaches
@@ -98,19 +96,6 @@ class Enrichment(Stage):
             self.caches = ConntrackCaches(netns=self.watch_netns or [None])
 
     def feed(self, frame):
-        """A batch in (or None on an idle tick); the rows that are final out, or None.
-        Final means: no partner can still come, judged at the capture's last read of the kernel's
-        records (not at the clock now: decoding a flood's batch takes a while)."""
-        read_at = getattr(self._cap, "read_at", None)
-        return self._finish(self.pairing.feed(frame, now=read_at))
-
-    def next_release(self) -> float | None:
-        return self.pairing.next_release()
-
-    def flush(self):
-        return self._finish(self.pairing.flush())
-
-    def _finish(self, frame):
         if frame is None or frame.empty:
             return None
         from ..diagnosis import diagnose_frame

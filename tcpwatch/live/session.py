@@ -33,7 +33,7 @@ class Outputs:
 class Stage:
     """What a command does between the capture and the sinks; each hook has a neutral default.
 
-    feed may hold rows back (to pair them) and return only what is final; flush returns the rest.
+    feed may hold rows back and return only what is final; flush returns the rest.
     header and lines shape the terminal output; summary adds to the final summary; end_text is
     printed before it."""
 
@@ -46,11 +46,6 @@ class Stage:
         return frame
 
     def flush(self):
-        return None
-
-    def next_release(self) -> float | None:
-        """When rows held back by feed become final (epoch seconds), or None: the capture
-        wakes up then."""
         return None
 
     def lines(self, frame) -> list[str]:
@@ -115,7 +110,7 @@ def run(cap: Capture, duration: float | None, outputs: Outputs,
             outputs.stdout.flush()
         next_loss_check = time.monotonic() + 1
         try:
-            for frame in cap.batches(duration, idle_ticks=True, wake=stage.next_release):
+            for frame in cap.batches(duration, idle_ticks=True):
                 emit(stage.feed(frame))
                 if time.monotonic() >= next_loss_check:
                     lost_seen = _warn_losses(cap, lost_seen, outputs.stderr)
