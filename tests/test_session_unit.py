@@ -28,7 +28,7 @@ class BatchesOnly(Capture):
 
     def batches(self, duration=None, idle_ticks=False):
         for frame in self.frames:
-            if self._stop.is_set():
+            if self._stopped:
                 break
             yield frame
 
@@ -68,5 +68,28 @@ def test_a_signal_during_encoding_loses_nothing(tmp_path, monkeypatch):
     assert sorted(written["dport"]) == [1000, 1001, 1002, 2000, 2001, 2002, 2003]
     assert result["events"] == 7
     assert sum(line.count(":2003") for line in stdout.getvalue().splitlines()) == 1
-    assert cap._stop.is_set()       # the interrupt still meant stop: the third batch never came
+    assert cap._stopped       # the interrupt still meant stop: the third batch never came
 
+
+def test_stop_from_a_signal_handler_never_hangs():
+    """Ctrl-C runs stop() in a signal handler, at any point of the main thread's wait for the
+    next read: it once took a lock that wait could be holding, and the capture hung for good."""
+    import subprocess
+    import sys
+
+    script = """
+import signal, time
+from tcpwatch.live.capture import Capture
+from tcpwatch.live.filters import Filters
+for i in range(400):
+    cap = Capture(Filters(), flush_interval=0.001)
+    cap._t0 = time.monotonic()
+    cap.read_lost = lambda: 0
+    signal.signal(signal.SIGALRM, lambda *_: cap.stop())
+    signal.setitimer(signal.ITIMER_REAL, 0.0005 + (i % 20) * 0.0001)
+    for _ in cap.batches(idle_ticks=True):
+        pass
+print("stopped", i + 1)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.split() == ["stopped", "400"], done.stderr[-2000:]

@@ -102,7 +102,7 @@ class Capture:
         self._reader: threading.Thread | None = None
         self._closing = threading.Event()
         self._event_size = event_dtype().itemsize
-        self._stop = threading.Event()
+        self._stopped = False   # set by stop(); a plain flag, see there
         self._mono_to_epoch = 0.0
         # when the read that ended the last batch handed over began (monotonic ns): every
         # record committed by then is in that batch or an earlier one, which pairing relies on
@@ -255,7 +255,10 @@ class Capture:
         self._raw.append(ctypes.string_at(data, min(size, self._event_size)))
 
     def stop(self) -> None:
-        self._stop.set()
+        """End batches() within one poll interval. Safe in a signal handler: it takes no lock.
+        (It was threading.Event.set, whose lock the interrupted main thread could be holding
+        inside Event.wait: Ctrl-C then hung the capture for good; seen in the bench.)"""
+        self._stopped = True
 
     # The ring is read on a timer, never record by record: each read that empties it makes the
     # kernel's next submission raise a wakeup (an interrupt on the traced CPU), and a reader
@@ -278,13 +281,13 @@ class Capture:
                 self._read_stamp = stamp
 
     def _poll(self, timeout_ms: int) -> None:
-        if self._ring is not None:
-            if timeout_ms:
-                self._stop.wait(timeout_ms / 1000)
-            self._read_ring()
-        else:
+        if self._ring is None and self._bpf is not None:    # perf buffer: bcc's poll
             self._bpf.perf_buffer_poll(timeout_ms)
             self._read_stamp = time.monotonic_ns()
+            return
+        if timeout_ms:
+            time.sleep(timeout_ms / 1000)   # a signal runs its handler at once, then sleeps on
+        self._read_ring()
 
     def take_records(self) -> bytearray:
         """The records read so far (raw structs back to back, writable), handed over once."""
@@ -320,7 +323,7 @@ class Capture:
         while True:
             now = time.monotonic()
             remaining = None if deadline is None else deadline - now
-            if self._stop.is_set() or (remaining is not None and remaining <= 0):
+            if self._stopped or (remaining is not None and remaining <= 0):
                 break
             wait = max(0.0, last_flush + self.flush_interval - now)
             # Until the first events are out they go as soon as they are read, not at the next
