@@ -220,3 +220,17 @@ def test_first_events_go_out_as_soon_as_read_then_at_the_flush_interval(monkeypa
     second = time.monotonic() - t0
     assert first < 0.2 and second - first >= 0.4, (first, second)
     cap.stop()
+
+
+def test_read_cpu_by_cpu_a_lone_stack_record_waits_for_a_copy_from_another_cpu():
+    """A perf buffer is read one CPU after another: a socket's reset can come in a read before
+    the device copy another CPU saw first."""
+    pairing = OriginPairing(window=0.2, latency=0.05, ordered=False)
+    assert feed(pairing, (100.00, "reset-received", "10.0.0.2", 9, "10.0.0.1", 5000, 2), now=100.01) is None
+    assert pairing.next_release() == round(100.05 * S)
+    out = feed(pairing, (99.99, "wire-in", "10.0.0.2", 9, "10.0.0.1", 5000, 2), now=100.02)
+    assert list(zip(out["delivered"], out["ifindex"])) == [("yes", 7)] and pairing.next_release() is None
+    # alone, it goes after the latency, with nothing else held
+    feed(pairing, (101.00, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1), now=101.01)
+    out = feed(pairing, now=101.06)
+    assert list(out["origin"]) == ["tcp-stack"] and pairing.next_release() is None

@@ -142,6 +142,8 @@ class Capture:
                                      "use a kernel with CONFIG_TRACEPOINTS (every distribution kernel)")
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
+        if self._pairing is not None:
+            self._pairing.ordered = use_ringbuf     # a perf buffer is read CPU by CPU
         self._names = self._symbol_names(formats, facts["enums"])
         refused: dict[str, set[str]] = {"raw": set(), "btf": set()}
         while True:

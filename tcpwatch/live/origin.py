@@ -92,17 +92,22 @@ class OriginPairing:
     window: how far apart in time (seconds) two halves of a pair may be; latency: how long after
     its timestamp a record may still be missing from a read of the kernel's buffer (stamped in
     the program, committed microseconds later). wire: device records can come (group netdev);
-    without them nothing is held. Times are the records' clock: CLOCK_MONOTONIC nanoseconds."""
+    without them nothing is held. ordered: the records are read in the order they were reserved
+    (a ring buffer); a perf buffer is read CPU by CPU, so there a stack record alone waits
+    `latency` for a device copy from another CPU. Times are the records' clock: CLOCK_MONOTONIC
+    nanoseconds."""
 
-    def __init__(self, window: float = 0.2, latency: float = 0.05, wire: bool = True):
+    def __init__(self, window: float = 0.2, latency: float = 0.05, wire: bool = True, ordered: bool = True):
         c = constants()
         self.window = int(window * 1e9)
         self.latency = int(latency * 1e9)
         self.wire = wire
+        self.ordered = ordered
         self._sent, self._received, self._state = c["TW_KIND_RESET_SENT"], c["TW_KIND_RESET_RECEIVED"], \
             c["TW_KIND_STATE_CHANGE"]
         self._wire_out, self._wire_in = c["TW_KIND_WIRE_OUT"], c["TW_KIND_WIRE_IN"]
-        self._held = None       # device copies waiting for their stack record
+        self._held = None       # device copies waiting for their stack record (unordered: and the reverse)
+        self._due: int | None = None    # when the first of them is final
         self._recent = None     # (words, digest, ts) of sent resets no device copy has joined yet
         self.late_copies = 0    # device copies folded into a stack record already released
 
@@ -111,7 +116,7 @@ class OriginPairing:
         import numpy as np
 
         rows = rec if self._held is None else _concat(self._held, rec)
-        self._held = None
+        self._held = self._due = None
         if not len(rows):
             return None
         if not rows.flags.writeable:
@@ -120,13 +125,11 @@ class OriginPairing:
 
     def next_release(self) -> int | None:
         """When the oldest record held back becomes final (monotonic ns), or None."""
-        if self._held is None:
-            return None
-        return int(self._held["ts_ns"].min()) + self.window + self.latency
+        return self._due
 
     def flush(self) -> Paired | None:
         """Everything held, final now."""
-        held, self._held = self._held, None
+        held, self._held, self._due = self._held, None, None
         if held is None:
             return None
         return self._release(held, None)
@@ -171,6 +174,7 @@ class OriginPairing:
         words, digest = flow_words(rows, sent)
         alone_sent = kind == self._sent
         alone = wire.copy()
+        paired_stack = np.zeros(0, dtype=np.int64)
         if wire.any():
             paired_wire, paired_stack = self._match(digest, ts, wire, stack, words)
             rows["ifindex"][paired_stack] = rows["ifindex"][paired_wire]
@@ -179,13 +183,21 @@ class OriginPairing:
             alone_sent[paired_stack] = False
             if alone.any() and self._recent is not None:
                 alone &= ~self._late_copies(words, digest, ts, alone)
-        # Lone device copies wait until ripe; everything else that is not folded is final now.
-        ripe = np.ones(n, dtype=bool) if now is None else ts < now - self.window - self.latency
-        wait = alone & ~ripe
-        if wait.any():
-            self._held = _take(rows, wait)
-        self._remember(words, digest, ts, alone_sent, now)
-        return ~wire | (alone & ripe), alone
+        # Lone device copies wait until ripe; everything else that is not folded is final now
+        # (read unordered, a lone stack record waits a read's latency).
+        due = ts + np.where(wire, self.window + self.latency, self.latency)
+        wait = alone.copy()
+        if not self.ordered:
+            wait |= stack
+            wait[paired_stack] = False
+        if now is not None:
+            wait &= due >= now
+            if wait.any():
+                self._held, self._due = _take(rows, wait), int(due[wait].min())
+        else:
+            wait[:] = False
+        self._remember(words, digest, ts, alone_sent & ~wait, now)
+        return ~wait & (~wire | alone), alone
 
     def _match(self, digest, ts, wire, stack, words):
         """Rows of the pairs: the n-th device copy of a flow in an episode with its n-th stack record."""
