@@ -41,7 +41,7 @@ import errno
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .codes import factorize_rows
+from .codes import factorize_rows, strings_from_codes
 from .conntrack.entry import is_missing
 
 
@@ -295,8 +295,9 @@ def diagnose_frame(frame):
         raw["trigger_flags"] = raw.pop("trigger")
         verdict = diagnose(raw)
         cause_of[i], explanation_of[i] = str(verdict.cause), verdict.explanation
-    out["cause"] = pd.Series(cause_of[codes], index=frame.index, dtype="string")
-    out["explanation"] = pd.Series(explanation_of[codes], index=frame.index, dtype="string")
+    # spread by Arrow from the few distinct verdicts (no Python string per row)
+    out["cause"] = pd.Series(strings_from_codes(list(cause_of), codes), index=frame.index)
+    out["explanation"] = pd.Series(strings_from_codes(list(explanation_of), codes), index=frame.index)
     return out
 
 

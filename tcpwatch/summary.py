@@ -6,17 +6,26 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 
-def _endpoint_roles(frame):
-    """(local port, peer address) per row: for a reset this host sent, the peer is the
-    destination; for one it received, the peer is the sender."""
-    received = frame["kind"] == "reset-received"
-    port = frame["sport"].where(~received, frame["dport"])
-    peer = frame["daddr"].where(~received, frame["saddr"])
-    return port, peer
+def _counts(frame, columns: list[str]) -> dict:
+    """Value counts of each column (a null counts as None), and of the local port and the peer
+    (for a reset this host sent, the peer is the destination; for one it received, the
+    sender), nulls left out. Counted by polars on the batch's copy the sinks already made."""
+    import polars as pl
 
+    from .frames import as_polars
 
-def _count(counter: Counter, series) -> None:
-    counter.update(series.value_counts(dropna=False).to_dict())
+    wanted = ["kind", "sport", "dport", "saddr", "daddr", *columns]
+    pf = as_polars(frame, [c for c in dict.fromkeys(wanted) if c in frame.columns])
+    received = pl.col("kind") == "reset-received"
+    exprs = {c: pl.col(c) for c in columns if c in pf.columns}
+    exprs["port"] = pl.when(received).then(pl.col("dport")).otherwise(pl.col("sport"))
+    exprs["peer"] = pl.when(received).then(pl.col("saddr")).otherwise(pl.col("daddr"))
+    out = {}
+    for name, expr in exprs.items():
+        counted = pf.select(expr.alias("value")).get_column("value").value_counts()
+        pairs = zip(counted["value"].to_list(), counted["count"].to_list())
+        out[name] = {k: v for k, v in pairs if k is not None} if name in ("port", "peer") else dict(pairs)
+    return out
 
 
 @dataclass
@@ -34,14 +43,13 @@ class Summary:
         if frame is None or frame.empty:
             return
         self.events += len(frame)
-        _count(self.by_kind, frame["kind"].fillna("-"))
-        _count(self.by_reason, frame["reason"].fillna("-"))
-        port, peer = _endpoint_roles(frame)
-        _count(self.by_port, port.dropna().astype(int))
-        _count(self.by_peer, peer.dropna().astype(str))
-        for column, counter in (("cause", self.by_cause), ("origin", self.by_origin)):
-            if column in frame.columns:
-                _count(counter, frame[column].dropna())
+        counts = _counts(frame, ["kind", "reason", "cause", "origin"])
+        for name, counter in (("kind", self.by_kind), ("reason", self.by_reason)):
+            counter.update({"-" if k is None else k: v for k, v in counts[name].items()})
+        self.by_port.update({int(k): v for k, v in counts["port"].items()})
+        self.by_peer.update({str(k): v for k, v in counts["peer"].items()})
+        for name, counter in (("cause", self.by_cause), ("origin", self.by_origin)):
+            counter.update({k: v for k, v in counts.get(name, {}).items() if k is not None})
 
     def as_dict(self, top: int = 10) -> dict:
         return {
