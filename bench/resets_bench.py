@@ -188,8 +188,8 @@ def main() -> None:
               f"{generated / seconds:>9,.0f} {statistics.median([r['cpu'] for r in runs]):>6.2f} "
               f"{statistics.median(ratios):>10.2f} "
               f"{min(ratios):>5.2f}-{max(ratios):.2f}")
-    print("(records: what the kernel handed over; with device probes each reset also comes from its device,"
-          " and the pairs are folded into one event. 'its BPF alone': tcpwatch's default programs with a"
+    print("(records: what the kernel handed over; with device probes a reset's copy on a device is folded"
+          " into the stack's event in the kernel where it can, and in userspace otherwise. 'its BPF alone': tcpwatch's default programs with a"
           " reader that drops the records, the kernel side's share of the cost. lost: the most in any round)")
     print(f"\ntcpwatch: start to first event {statistics.median(firsts):.2f} s "
           f"(median; {min(firsts):.2f}-{max(firsts):.2f}; "

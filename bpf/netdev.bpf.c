@@ -31,6 +31,12 @@ static __always_inline void tw_wire(int direct, void *ctx, const void *skb, __u8
     e.seq = p.seq;
     e.tcpflags = p.flags;
     e.flags |= TW_F_SOFTIRQ;  /* a packet has no owner here; the stack's event names one */
+#if TW_HOLD_WIRE_IN
+    if (kind == TW_KIND_WIRE_IN) {
+        tw_wire_in_hold(ctx, &e);   /* its socket's event takes it, if one comes */
+        return;
+    }
+#endif
     tw_submit(ctx, &e);
 }
 

@@ -59,6 +59,9 @@ static __always_inline void tw_reset_received(int direct, void *ctx, const void 
         e->flags |= TW_F_HAS_STATE;
     e->cookie = cookie;
     tw_owner(direct, e, sk, e->skaddr);
+#if TW_HOLD_WIRE_IN
+    tw_wire_in_fold(e);
+#endif
     tw_submit(ctx, e);
 }
 

@@ -649,16 +649,23 @@ static __always_inline void tw_stack_rst_sent(const struct tw_event *e)
     }
 }
 
-static __always_inline int tw_flow_is(const struct tw_event *e, const struct tw_flow *f)
+static __always_inline int tw_same_flow(const struct tw_flow *x, const struct tw_flow *y)
 {
-    struct tw_flow mine = {};
-    tw_flow_of(e, &mine);
-    const __u64 *a = (const __u64 *)&mine, *b = (const __u64 *)f;
+    const __u64 *a = (const __u64 *)x, *b = (const __u64 *)y;
 #pragma unroll
-    for (int i = 0; i < sizeof(mine) / 8; i++)
+    for (int i = 0; i < sizeof(*x) / 8; i++)
         if (a[i] != b[i])
             return 0;
     return 1;
+}
+
+/* 1 when events a and b are of one flow (namespace, ends) */
+static __always_inline int tw_flow_is(const struct tw_event *a, const struct tw_event *b)
+{
+    struct tw_flow fa = {}, fb = {};
+    tw_flow_of(a, &fa);
+    tw_flow_of(b, &fb);
+    return tw_same_flow(&fa, &fb);
 }
 
 /* 1 when the device's RST e is the one the stack just reported on this CPU (slot cleared). */
@@ -666,11 +673,70 @@ static __always_inline int tw_stack_rst_seen(const struct tw_event *e)
 {
     __u32 zero = 0;
     struct tw_pending_rst *slot = tw_stack_rst.lookup(&zero);
-    if (!slot || !slot->jiffies || bpf_jiffies64() - slot->jiffies > TW_PAIR_JIFFIES || !tw_flow_is(e, &slot->flow))
+    if (!slot || !slot->jiffies || bpf_jiffies64() - slot->jiffies > TW_PAIR_JIFFIES)
+        return 0;
+    struct tw_flow mine = {};
+    tw_flow_of(e, &mine);
+    if (!tw_same_flow(&mine, &slot->flow))
         return 0;
     slot->jiffies = 0;
     return 1;
 }
+
+
+#if !TW_WANT_COUNT  /* --count counts every device record as the kernel sees it */
+#define TW_HOLD_WIRE_IN 1
+/* The RST that arrived last on this CPU, held until its socket takes it. A received RST is seen
+ * on the device, then, in the same softirq on the same CPU, by its socket (tcp_receive_reset):
+ * the socket's event takes the device's facts and the device's record is never sent, so a
+ * flood of refusals costs two records a connection, not three. One no socket took is sent when
+ * the next RST arrives on this CPU, or taken from this slot by userspace once older than the
+ * pairing window (tcpwatch/live/held.py). Each hold gets a new token: the socket's probe folds
+ * a held RST only if its token is still there (a softirq may interrupt it when it runs from a
+ * socket's backlog, and hold a newer one meanwhile). */
+struct tw_held_rst {
+    struct tw_event e;
+    __u64 token;        /* 0: empty */
+    __u64 last_token;
+    __u64 jiffies;      /* when it was held */
+};
+BPF_PERCPU_ARRAY(tw_held_in, struct tw_held_rst, 1);
+
+static __always_inline void tw_wire_in_hold(void *ctx, struct tw_event *e)
+{
+    __u32 zero = 0;
+    struct tw_held_rst *slot = tw_held_in.lookup(&zero);
+    if (!slot) {
+        tw_submit(ctx, e);
+        return;
+    }
+    if (slot->token)
+        tw_submit(ctx, &slot->e);   /* the one before reached no socket on this CPU */
+    __builtin_memcpy(&slot->e, e, sizeof(*e));
+    slot->jiffies = bpf_jiffies64();
+    slot->last_token++;
+    slot->token = slot->last_token;
+}
+
+/* A received reset e takes the device's facts of its RST, held on this CPU just before. */
+static __always_inline void tw_wire_in_fold(struct tw_event *e)
+{
+    __u32 zero = 0;
+    struct tw_held_rst *slot = tw_held_in.lookup(&zero);
+    if (!slot)
+        return;
+    __u64 token = slot->token;
+    if (!token || bpf_jiffies64() - slot->jiffies > TW_PAIR_JIFFIES || !tw_flow_is(e, &slot->e))
+        return;
+    __u32 ifindex = slot->e.ifindex;
+    __u8 tcpflags = slot->e.tcpflags;
+    if (__sync_val_compare_and_swap(&slot->token, token, 0) != token)
+        return;     /* replaced meanwhile: the older one was sent, userspace pairs them */
+    e->ifindex = ifindex;
+    e->tcpflags = tcpflags;
+    e->flags |= TW_F_DEVICE_COPY;
+}
+#endif  /* !TW_WANT_COUNT */
 
 #endif
 

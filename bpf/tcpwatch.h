@@ -22,6 +22,7 @@
 #define TW_F_HAS_STATE 8    /* state is the socket's TCP state */
 #define TW_F_OWNER_RECORDED 16 /* with TW_F_OWNER_TASK: pid/comm/uid are the socket's owner as recorded
                                 * in process context (owner map), not the on-CPU task */
+#define TW_F_DEVICE_COPY 32  /* reset-received: its device copy was folded in here (ifindex, tcpflags) */
 
 #define TW_COMM_LEN 16
 

@@ -29,6 +29,12 @@ def diagnosed(lab, play):
     return played, frame
 
 
+def _ifindex(name: str) -> int:
+    import socket
+
+    return socket.if_nametoindex(name)
+
+
 def only(frame, **match):
     rows = frame
     for column, value in match.items():
@@ -45,6 +51,9 @@ def test_port_closed(lab):
     received = only(frame, kind="reset-received", netns=lab.client.inode)
     assert (received["cause"], received["origin"], received["delivered"]) == ("port-closed", "remote", "yes")
     assert received["comm"] == CLIENT_COMM
+    # the RST as its device saw it, taken by the socket's event in the kernel (one record, not two)
+    assert (received["tcp_flags"], received["ifindex"]) == ("R.", lab.client.call(_ifindex, lab.client.ifname))
+    assert frame.attrs["capture"]["captured"] == 2
 
 
 def test_abort_on_close_and_peer_abort(lab):

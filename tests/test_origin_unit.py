@@ -234,3 +234,77 @@ def test_read_cpu_by_cpu_a_lone_stack_record_waits_for_a_copy_from_another_cpu()
     feed(pairing, (101.00, "reset-sent", "10.0.0.2", 9, "10.0.0.1", 5000, 1), now=101.01)
     out = feed(pairing, now=101.06)
     assert list(out["origin"]) == ["tcp-stack"] and pairing.next_release() is None
+
+
+def test_a_device_copy_held_past_its_sockets_event_is_not_a_second_reset():
+    """The kernel holds a received RST for its socket's event; when that event ran on another
+    CPU it goes out without the copy, which comes later (sent on, or taken from the slot)."""
+    pairing = OriginPairing(window=0.2, latency=0.05)
+    out = feed(pairing, (100.01, "reset-received", "10.0.0.2", 9, "10.0.0.1", 5000, 2), now=100.02)
+    assert list(out["delivered"]) == ["yes"]
+    assert feed(pairing, (100.00, "wire-in", "10.0.0.2", 9, "10.0.0.1", 5000, 2), now=100.6) is None
+    assert pairing.late_copies == 1
+
+
+def test_a_received_reset_with_its_copy_folded_in_the_kernel_is_not_remembered():
+    pairing = OriginPairing(window=0.2, latency=0.05)
+    rec = records((100.01, "reset-received", "10.0.0.2", 9, "10.0.0.1", 5000, 2))
+    rec["flags"] |= constants()["TW_F_DEVICE_COPY"]
+    pairing.feed(rec, round(100.02 * S))
+    # a second RST of that flow no socket took: reported, not swallowed by the first
+    out = feed(pairing, (100.05, "wire-in", "10.0.0.2", 9, "10.0.0.1", 5000, 2), now=100.6)
+    assert list(out["delivered"]) == ["no"] and pairing.late_copies == 0
+
+
+class FakeSlots:
+    """A bcc per-CPU array of struct tw_held_rst: getvalue returns every CPU's bytes; each read
+    may be changed by `writer` first (the kernel writing meanwhile)."""
+
+    def __init__(self, slots, writer=None):
+        self.slots, self.writer, self.reads = slots, writer, 0
+
+    def Key(self, n):
+        return n
+
+    def getvalue(self, _key):
+        self.reads += 1
+        if self.writer:
+            self.writer(self.slots, self.reads)
+        return self.slots.tobytes()
+
+
+def held_slots(*specs):
+    from tcpwatch.live.held import slot_dtype
+
+    slots = np.zeros(len(specs), dtype=slot_dtype())
+    for cpu, spec in enumerate(specs):
+        if spec is not None:
+            slots[cpu]["e"] = records(spec)[0]
+            slots[cpu]["token"] = slots[cpu]["last_token"] = cpu + 1
+    return slots
+
+
+def test_held_rsts_are_taken_when_old_once_and_their_later_copy_dropped():
+    from tcpwatch.live.held import HeldRsts
+
+    slots = held_slots((100.00, "wire-in", "10.0.0.9", 443, "10.0.0.1", 5002, 2), None,
+                       (100.20, "wire-in", "10.0.0.9", 444, "10.0.0.1", 5003, 2))
+    held = HeldRsts(FakeSlots(slots), horizon=round(0.25 * S))
+    taken = held.take(round(100.3 * S))
+    assert list(taken["sport"]) == [443]                       # the other is still young
+    assert len(held.take(round(100.31 * S))) == 0              # not taken twice
+    assert list(held.take(round(100.31 * S), everything=True)["sport"]) == [444]   # at the end, all
+    # the kernel sends the first on when the next RST arrives on its CPU: that copy goes
+    later = records((100.00, "wire-in", "10.0.0.9", 443, "10.0.0.1", 5002, 2),
+                    (100.90, "wire-in", "10.0.0.9", 445, "10.0.0.1", 5004, 2))
+    assert list(held.drop_copies(later)["sport"]) == [445] and held.taken == 2
+
+
+def test_a_held_rst_being_rewritten_is_not_taken():
+    from tcpwatch.live.held import HeldRsts
+
+    def kernel_writes(slots, reads):      # each read sees the slot half-written
+        slots[0]["e"]["sport"] = 1000 + reads
+
+    slots = held_slots((100.00, "wire-in", "10.0.0.9", 443, "10.0.0.1", 5002, 2))
+    assert len(HeldRsts(FakeSlots(slots, kernel_writes), horizon=round(0.25 * S)).take(round(101 * S))) == 0

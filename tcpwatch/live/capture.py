@@ -109,6 +109,7 @@ class Capture:
         self._taken_at: int | None = None
         self._last_batch_rows = 0
         self._names: Names | None = None
+        self._held_rsts = None  # RSTs the kernel holds for their socket (device probes)
 
     # -- set-up -------------------------------------------------------------------------
     def start(self) -> "Capture":
@@ -168,6 +169,11 @@ class Capture:
                 self._unload()
                 self.stats.attached, self.stats.raw, self.stats.btf = [], [], []
                 self._attached_functions.clear()
+        if "netdev" in self.groups and not self.count:
+            from .held import HeldRsts
+            from .origin import LATENCY, WINDOW
+
+            self._held_rsts = HeldRsts(self._bpf[b"tw_held_in"], int((WINDOW + LATENCY) * 1e9))
         table = self._bpf[b"events"]
         if use_ringbuf:
             from .ringbuf import RingReader
@@ -350,9 +356,9 @@ class Capture:
                 elif idle_ticks:
                     yield None
                 last_flush = now
-        # Drain what the kernel already handed over, then what waits for a partner.
+        # Drain what the kernel already handed over or holds, then what waits for a partner.
         self._poll(0)
-        frame = self._decode(self.take_records())
+        frame = self._decode(self.take_records(), final=True)
         if frame is not None:
             yield frame
         if self._pairing is not None:
@@ -378,11 +384,17 @@ class Capture:
             return None
         return max(at / 1e9, last_flush + self.MIN_WAKE_GAP)
 
-    def _decode(self, raw: bytearray):
-        """The batch of records read (through the origin pairing, with origins), or None."""
+    def _decode(self, raw: bytearray, final: bool = False):
+        """The batch of records read, with the RSTs the kernel held too long (all of them when
+        final), through the origin pairing (with origins); or None."""
         import numpy as np
 
         records = np.frombuffer(raw, dtype=event_dtype())
+        if self._held_rsts is not None:
+            from .origin import concat_records
+
+            now = self._taken_at or time.monotonic_ns()
+            records = concat_records(self._held_rsts.drop_copies(records), self._held_rsts.take(now, final))
         self.stats.captured += len(records)
         self._last_batch_rows = len(records)
         if self._pairing is None:

@@ -9,15 +9,20 @@ socket (dropped as INVALID, or no socket at all): it is reported as received, wi
 This runs on the raw records, before they are decoded: a device copy folded into its stack
 record is never decoded at all, and pairing compares integers, not address strings.
 
+The kernel folds most pairs itself, on the CPU where both halves happen (bpf/tcpwatch.bpf.c):
+a reset the stack sends for a packet with no socket is traced just before its packet leaves,
+and the device's copy is dropped; a received RST is held as the device sees it and its
+socket's event takes it (flag TW_F_DEVICE_COPY, ifindex and flags filled in). What reaches
+here unpaired is what the kernel could not pair: an active reset (traced after its packet
+left), a RST no socket took (the kernel sends it on later, or tcpwatch/live/held.py takes it),
+one whose socket's event ran on another CPU, netfilter's RSTs.
+
 Who waits: the ring buffer is read in the order records were reserved, so when one half of a
-pair causes the other, the cause is read first (or in the same read). A received RST is seen
-on the device before the socket takes it, and an active reset is traced after its packet left:
-there the device copy comes first and waits, until its stack record arrives or it is
-window + latency old (then it is final alone). A stack record never waits: when it is read,
-every device copy that came before it is in hand. A reset the stack sends for a packet with no
-socket is traced before its packet leaves; the kernel drops that copy itself (bpf: the per-CPU
-pending RST), and one it misses is matched against the sent resets of the last window, which
-are remembered (flow and time only) for that.
+pair causes the other, the cause is read first (or in the same read). A device copy that comes
+first waits, until its stack record arrives or it is window + latency old (then it is final
+alone). A stack record never waits: when it is read, every device copy that came before it is
+in hand; one that comes after it (the kernel missed the pair, or held it) is matched against
+the stack records of the last moments, which are remembered (flow and time only) for that.
 
 Pairs share namespace, 4-tuple and direction, and lie within `window` seconds: the n-th device
 copy of a tuple pairs with its n-th stack record in an episode (a run of that tuple's records
@@ -32,6 +37,8 @@ from ..codes import strings_from_codes
 from .decode import LIVE_DTYPES
 from .header import constants
 
+WINDOW = 0.2       # seconds two halves of a pair may lie apart
+LATENCY = 0.05     # seconds a record may reach a read after its timestamp
 ORIGINS = ["remote", "tcp-stack", "netfilter"]
 DELIVERED = ["yes", "no"]
 ORIGIN_DTYPES = {**LIVE_DTYPES, "origin": "string", "delivered": "string"}
@@ -53,9 +60,12 @@ def _take(rec, which):
     return (picked.copy() if isinstance(which, slice) else picked).view(rec.dtype)
 
 
-def _concat(a, b):
+def concat_records(a, b):
+    """Two arrays of records as one (through opaque views, as _take)."""
     import numpy as np
 
+    if not len(b):
+        return a
     return np.concatenate([a.view(f"V{a.dtype.itemsize}"), b.view(f"V{b.dtype.itemsize}")]).view(a.dtype)
 
 
@@ -97,7 +107,7 @@ class OriginPairing:
     `latency` for a device copy from another CPU. Times are the records' clock: CLOCK_MONOTONIC
     nanoseconds."""
 
-    def __init__(self, window: float = 0.2, latency: float = 0.05, wire: bool = True, ordered: bool = True):
+    def __init__(self, window: float = WINDOW, latency: float = LATENCY, wire: bool = True, ordered: bool = True):
         c = constants()
         self.window = int(window * 1e9)
         self.latency = int(latency * 1e9)
@@ -106,16 +116,21 @@ class OriginPairing:
         self._sent, self._received, self._state = c["TW_KIND_RESET_SENT"], c["TW_KIND_RESET_RECEIVED"], \
             c["TW_KIND_STATE_CHANGE"]
         self._wire_out, self._wire_in = c["TW_KIND_WIRE_OUT"], c["TW_KIND_WIRE_IN"]
+        self._device_copy = c["TW_F_DEVICE_COPY"]
+        # how long stack records are remembered for a late device copy: the kernel holds a
+        # received RST up to window + latency before it is taken (tcpwatch/live/held.py),
+        # and it is taken at the next read after that
+        self.memory = 4 * (self.window + self.latency)
         self._held = None       # device copies waiting for their stack record (unordered: and the reverse)
         self._due: int | None = None    # when the first of them is final
-        self._recent = None     # (words, digest, ts) of sent resets no device copy has joined yet
+        self._recent = None     # (words, digest, ts) of stack records no device copy has joined yet
         self.late_copies = 0    # device copies folded into a stack record already released
 
     def feed(self, rec, now: int) -> Paired | None:
         """Add the records of one read (now: when it began); return what is final."""
         import numpy as np
 
-        rows = rec if self._held is None else _concat(self._held, rec)
+        rows = rec if self._held is None else concat_records(self._held, rec)
         self._held = self._due = None
         if not len(rows):
             return None
@@ -172,7 +187,10 @@ class OriginPairing:
         stack = (kind == self._sent) | (kind == self._received)
         sent = (kind == self._sent) | (kind == self._wire_out)
         words, digest = flow_words(rows, sent)
-        alone_sent = kind == self._sent
+        # stack records a late device copy may still join: sent resets (their copy is dropped
+        # in the kernel, one it misses comes after them) and received ones the kernel did not
+        # give their copy (it was held on another CPU)
+        alone_stack = (kind == self._sent) | ((kind == self._received) & (rows["flags"] & self._device_copy == 0))
         alone = wire.copy()
         paired_stack = np.zeros(0, dtype=np.int64)
         if wire.any():
@@ -180,7 +198,7 @@ class OriginPairing:
             rows["ifindex"][paired_stack] = rows["ifindex"][paired_wire]
             rows["tcpflags"][paired_stack] = rows["tcpflags"][paired_wire]
             alone[paired_wire] = False
-            alone_sent[paired_stack] = False
+            alone_stack[paired_stack] = False
             if alone.any() and self._recent is not None:
                 alone &= ~self._late_copies(words, digest, ts, alone)
         # Lone device copies wait until ripe; everything else that is not folded is final now
@@ -196,7 +214,7 @@ class OriginPairing:
                 self._held, self._due = _take(rows, wait), int(due[wait].min())
         else:
             wait[:] = False
-        self._remember(words, digest, ts, alone_sent & ~wait, now)
+        self._remember(words, digest, ts, alone_stack & ~wait, now)
         return ~wait & (~wire | alone), alone
 
     def _match(self, digest, ts, wire, stack, words):
@@ -250,7 +268,7 @@ class OriginPairing:
         return late
 
     def _remember(self, words, digest, ts, new, now: int | None) -> None:
-        """Keep the sent resets still alone, for a window (the ones older than that go)."""
+        """Keep the stack records still alone for a while (self.memory; older ones go)."""
         import numpy as np
 
         parts = [] if self._recent is None else [self._recent]
@@ -260,5 +278,5 @@ class OriginPairing:
             self._recent = None
             return
         r_words, r_digest, r_ts = (np.concatenate(p) for p in zip(*parts)) if len(parts) > 1 else parts[0]
-        fresh = r_ts >= now - self.window - self.latency
+        fresh = r_ts >= now - self.memory
         self._recent = (r_words[fresh], r_digest[fresh], r_ts[fresh]) if fresh.any() else None
