@@ -684,7 +684,9 @@ static __always_inline int tw_stack_rst_seen(const struct tw_event *e)
 }
 
 
-#if !TW_WANT_COUNT  /* --count counts every device record as the kernel sees it */
+/* Not in --count mode, which counts every device record as the kernel sees it, nor before 5.12
+ * (no compare-and-swap in BPF). */
+#if !TW_WANT_COUNT && TW_HOLD_ALLOWED
 #define TW_HOLD_WIRE_IN 1
 /* The RST that arrived last on this CPU, held until its socket takes it. A received RST is seen
  * on the device, then, in the same softirq on the same CPU, by its socket (tcp_receive_reset):

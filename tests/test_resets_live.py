@@ -347,3 +347,23 @@ def test_device_probe_reads_tcp_past_ip_options(lab):
     wire = one(frame, "wire-in")
     assert (wire["saddr"], wire["sport"], wire["daddr"], wire["dport"]) == (lab.client.v4, 40123, lab.server.v4, 45679)
     assert wire["tcp_flags"] == "R" and wire["netns"] == lab.server.inode
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_received_rst_is_held_for_its_socket_where_the_kernel_can(lab, monkeypatch, hold):
+    """From 5.12 the kernel holds a received RST as its device sees it and the socket's event
+    takes it: one record. Before (no compare-and-swap in BPF), both records come, as they are."""
+    import tcpwatch.live.capture as capture_module
+
+    if not hold:
+        monkeypatch.setattr(capture_module, "_kernel_at_least", lambda version: version < (5, 12))
+    with Capture(Filters.parse(netns=[lab.client.name]), groups=("resets", "netdev")) as cap:
+        refused(lab)
+        frame = pd.concat(list(cap.batches(0.6)), ignore_index=True)
+    received = one(frame, "reset-received")
+    assert sorted(frame["kind"]) == (["reset-received"] if hold else ["reset-received", "wire-in"])
+    if hold:
+        assert (received["tcp_flags"], pd.notna(received["ifindex"])) == ("R.", True)
+    else:
+        assert pd.isna(received["tcp_flags"]) and pd.isna(received["ifindex"])
+    assert (cap._held_rsts is not None) == hold

@@ -55,9 +55,13 @@ def _pages(buffer_mb: float) -> int:
     return pages
 
 
-def _supports_ringbuf() -> bool:
+def _kernel_at_least(version: tuple[int, int]) -> bool:
     major, minor = (int(x) for x in platform.release().split(".")[:2])
-    return (major, minor) >= (5, 8)
+    return (major, minor) >= version
+
+
+def _supports_ringbuf() -> bool:
+    return _kernel_at_least((5, 8))
 
 
 class _Refused(Exception):
@@ -141,6 +145,7 @@ class Capture:
         elif any(p.group == "core" for p in wanted if formats[p.name] is None):
             raise EnvironmentProblem("tracepoints irq:softirq_entry/exit are missing on this kernel",
                                      "use a kernel with CONFIG_TRACEPOINTS (every distribution kernel)")
+        hold = "netdev" in self.groups and not self.count and _kernel_at_least((5, 12))
         use_ringbuf = self.transport == "ringbuf" or (self.transport == "auto" and _supports_ringbuf())
         self.stats.transport = "ringbuf" if use_ringbuf else "perf"
         if self._pairing is not None:
@@ -158,7 +163,7 @@ class Capture:
                               filter_hosts=bool(self.filters.hosts),
                               extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
                               btf_functions=tuple(sorted(btf)), context_from_lock=from_lock,
-                              netns_constants=netns_constants(self.filters.netns))
+                              netns_constants=netns_constants(self.filters.netns), hold_wire_in=hold)
             self._compile(build_source(formats, facts["offsets"], options, expand(self.groups, self.count)))
             try:
                 self._attach_all(present, raw, btf)
@@ -169,7 +174,7 @@ class Capture:
                 self._unload()
                 self.stats.attached, self.stats.raw, self.stats.btf = [], [], []
                 self._attached_functions.clear()
-        if "netdev" in self.groups and not self.count:
+        if hold:
             from .held import HeldRsts
             from .origin import LATENCY, WINDOW
 

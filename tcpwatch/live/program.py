@@ -84,6 +84,9 @@ class Options:
     # --netns inodes compared as constants when there are few (TW_NETNS_N, TW_NETNS_0..): an
     # event then costs a comparison or two instead of a hash lookup; more go to the f_netns map
     netns_constants: tuple[int, ...] = ()
+    # received RSTs held in the kernel for their socket's event (bpf: tw_held_in); it takes a
+    # compare-and-swap, which BPF programs have from kernel 5.12
+    hold_wire_in: bool = True
 
 
 NETNS_CONSTANTS = 4
@@ -176,6 +179,7 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         "TW_FILTER_PORTS": int(options.filter_ports),
         "TW_FILTER_HOSTS": int(options.filter_hosts),
         "TW_CONTEXT_FROM_LOCK": int(options.context_from_lock),
+        "TW_HOLD_ALLOWED": int(options.hold_wire_in),
         **{f"OFF_{k}": v for k, v in offsets.items()},
         **{f"TW_WANT_{g.upper()}": 1 for g in groups},
         **{f"TW_RAW_{fn}": 1 for fn in options.raw_functions},
