@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ..codes import strings_from_codes
+from ..codes import factorize_rows, strings_from_codes
 from ..events import conform
 from .header import constants, event_dtype, kind_names
 
@@ -46,21 +46,30 @@ def _format_address(key: bytes) -> str:
     return str(ipaddress.IPv6Address(key[1:17]))
 
 
-def _addresses(family, raw):
-    """(family, text) per row; a v4-mapped IPv6 address shows as IPv4, as the wire carried it."""
+def _words(raw, n: int):
+    """Fixed-width byte fields (rows of raw) as 64-bit words, one column each."""
     import numpy as np
-    import pandas as pd
 
+    return np.ascontiguousarray(raw).view("<u8").reshape(n, -1)
+
+
+def _addresses(family, raw):
+    """(family, text) per row; a v4-mapped IPv6 address shows as IPv4, as the wire carried it.
+    Each distinct address is formatted once: rows are grouped by their address as two 64-bit
+    words and a family (integer hashing; hashing the bytes went through a Python object each)."""
+    import numpy as np
+
+    n = len(raw)
     mapped = (family == 6) & ~raw[:, :10].any(axis=1) & (raw[:, 10] == 0xFF) & (raw[:, 11] == 0xFF)
     fam = np.where(mapped, 4, family).astype(np.uint8)
-    keys = np.empty((len(raw), 17), dtype=np.uint8)
-    keys[:, 0] = fam
-    keys[:, 1:] = raw
-    if mapped.any():
-        keys[mapped, 1:5] = raw[mapped, 12:16]
-    keys[fam == 4, 5:] = 0
-    codes, uniques = pd.factorize(keys.view("V17").ravel())
-    return fam, strings_from_codes([_format_address(bytes(k)) for k in uniques], codes)
+    words = _words(raw, n).copy()
+    words[mapped, 0] = words[mapped, 1] >> np.uint64(32)
+    v4 = fam == 4
+    words[v4, 0] &= np.uint64(0xFFFFFFFF)
+    words[v4, 1] = 0
+    codes, first = factorize_rows([words[:, 0], words[:, 1], fam])
+    texts = [_format_address(bytes([fam[i]]) + words[i].tobytes()) for i in first]
+    return fam, strings_from_codes(texts, codes)
 
 
 def _small_codes(values, name_of) -> tuple[list, object]:
@@ -87,10 +96,10 @@ def _flags(values):
 
 
 def _comms(raw, valid):
-    import pandas as pd
-
-    codes, uniques = pd.factorize(raw)
-    return strings_from_codes([u.decode("utf-8", "replace") for u in uniques], codes, valid)
+    words = _words(raw, len(raw))
+    codes, first = factorize_rows(list(words.T))
+    names = [raw[i].decode("utf-8", "replace") for i in first]
+    return strings_from_codes(names, codes, valid)
 
 
 def _nullable(values, valid, dtype: str):
