@@ -117,17 +117,18 @@ class OriginPairing:
             c["TW_KIND_STATE_CHANGE"]
         self._wire_out, self._wire_in = c["TW_KIND_WIRE_OUT"], c["TW_KIND_WIRE_IN"]
         self._device_copy = c["TW_F_DEVICE_COPY"]
-        # how long stack records are remembered for a late device copy: the kernel holds a
-        # received RST up to window + latency before it is taken (tcpwatch/live/held.py),
-        # and it is taken at the next read after that
+        # how long received resets are remembered for a late device copy: the kernel holds a
+        # RST up to window + latency before it is taken (tcpwatch/live/held.py), and it is
+        # taken at a read after that
         self.memory = 4 * (self.window + self.latency)
         self._held = None       # device copies waiting for their stack record (unordered: and the reverse)
         self._due: int | None = None    # when the first of them is final
-        self._recent = None     # (words, digest, ts) of stack records no device copy has joined yet
+        self._recent = None     # (words, digest, ts, until) of stack records no device copy has joined yet
         self.late_copies = 0    # device copies folded into a stack record already released
 
     def feed(self, rec, now: int) -> Paired | None:
-        """Add the records of one read (now: when it began); return what is final."""
+        """Add the records of one read (now: when it began); return what is final. The records
+        are the pairing's from then on (relabelled in place when writable)."""
         import numpy as np
 
         rows = rec if self._held is None else concat_records(self._held, rec)
@@ -157,7 +158,7 @@ class OriginPairing:
         else:
             keep = np.ones(len(rows), dtype=bool)
             lone = np.zeros(len(rows), dtype=bool)
-        out = _take(rows, keep)     # a copy: relabelling below leaves the kernel's bytes alone
+        out = rows if keep.all() else _take(rows, keep)     # rows are ours to relabel
         lone = lone[keep]
         kind = out["kind"]
         # a reset received came from the remote end; one sent, or a close the kernel decided (a
@@ -186,14 +187,15 @@ class OriginPairing:
         wire = (kind == self._wire_out) | (kind == self._wire_in)
         stack = (kind == self._sent) | (kind == self._received)
         sent = (kind == self._sent) | (kind == self._wire_out)
-        words, digest = flow_words(rows, sent)
         # stack records a late device copy may still join: sent resets (their copy is dropped
         # in the kernel, one it misses comes after them) and received ones the kernel did not
         # give their copy (it was held on another CPU)
         alone_stack = (kind == self._sent) | ((kind == self._received) & (rows["flags"] & self._device_copy == 0))
         alone = wire.copy()
         paired_stack = np.zeros(0, dtype=np.int64)
+        words = digest = None       # the flows, of every row only when there are device copies
         if wire.any():
+            words, digest = flow_words(rows, sent)
             paired_wire, paired_stack = self._match(digest, ts, wire, stack, words)
             rows["ifindex"][paired_stack] = rows["ifindex"][paired_wire]
             rows["tcpflags"][paired_stack] = rows["tcpflags"][paired_wire]
@@ -214,7 +216,18 @@ class OriginPairing:
                 self._held, self._due = _take(rows, wait), int(due[wait].min())
         else:
             wait[:] = False
-        self._remember(words, digest, ts, alone_stack & ~wait, now)
+        new = alone_stack & ~wait
+        if new.any() and now is not None:
+            if words is None:
+                words, digest = flow_words(_take(rows, new), sent[new])
+            else:
+                words, digest = words[new], digest[new]
+            # a sent reset's copy comes within the window if at all; a received one's may be
+            # held in the kernel until taken (self.memory)
+            until = ts[new] + np.where(sent[new], self.window + self.latency, self.memory)
+            self._remember((words, digest, ts[new], until), now)
+        else:
+            self._remember(None, now)
         return ~wait & (~wire | alone), alone
 
     def _match(self, digest, ts, wire, stack, words):
@@ -245,9 +258,8 @@ class OriginPairing:
         the pair): each joins the earliest one of its flow within the window, once."""
         import numpy as np
 
-        r_words, r_digest, r_ts = self._recent
-        order = np.lexsort((r_ts, r_digest))
-        r_words, r_digest, r_ts = r_words[order], r_digest[order], r_ts[order]
+        order = np.lexsort((self._recent[2], self._recent[1]))
+        r_words, r_digest, r_ts, r_until = (part[order] for part in self._recent)
         cand = np.flatnonzero(alone)
         cand = cand[np.lexsort((ts[cand], digest[cand]))]
         d = digest[cand]
@@ -264,19 +276,17 @@ class OriginPairing:
             self.late_copies += int(ok.sum())
             left = np.ones(len(r_ts), dtype=bool)
             left[at[ok]] = False
-            self._recent = (r_words[left], r_digest[left], r_ts[left])
+            self._recent = (r_words[left], r_digest[left], r_ts[left], r_until[left])
         return late
 
-    def _remember(self, words, digest, ts, new, now: int | None) -> None:
-        """Keep the stack records still alone for a while (self.memory; older ones go)."""
+    def _remember(self, new, now: int | None) -> None:
+        """Keep the stack records still alone (new: words, digest, ts, until) until their time."""
         import numpy as np
 
-        parts = [] if self._recent is None else [self._recent]
-        if new.any():
-            parts.append((words[new], digest[new], ts[new]))
+        parts = [p for p in (self._recent, new) if p is not None]
         if not parts or now is None:
             self._recent = None
             return
-        r_words, r_digest, r_ts = (np.concatenate(p) for p in zip(*parts)) if len(parts) > 1 else parts[0]
-        fresh = r_ts >= now - self.memory
-        self._recent = (r_words[fresh], r_digest[fresh], r_ts[fresh]) if fresh.any() else None
+        recent = tuple(np.concatenate(p) for p in zip(*parts)) if len(parts) > 1 else parts[0]
+        fresh = recent[3] >= now
+        self._recent = tuple(part[fresh] for part in recent) if fresh.any() else None
