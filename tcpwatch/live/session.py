@@ -16,7 +16,7 @@ from typing import IO, Callable
 # under load on 2 cores). Set before polars is first imported; an explicit setting wins.
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
-from ..render import HEADER, event_lines, print_summary  # noqa: E402
+from ..render import HEADER, event_text, print_summary  # noqa: E402
 from ..sinks import JsonlSink, open_file_sink
 from ..summary import Summary
 from .capture import Capture
@@ -34,7 +34,7 @@ class Stage:
     """What a command does between the capture and the sinks; each hook has a neutral default.
 
     feed may hold rows back and return only what is final; flush returns the rest.
-    header and lines shape the terminal output; summary adds to the final summary; end_text is
+    header and text shape the terminal output; summary adds to the final summary; end_text is
     printed before it."""
 
     header: str | None = None
@@ -48,8 +48,9 @@ class Stage:
     def flush(self):
         return None
 
-    def lines(self, frame) -> list[str]:
-        return event_lines(frame)
+    def text(self, frame) -> str:
+        """The batch's terminal lines, each ending in a newline."""
+        return event_text(frame)
 
     def summary(self) -> dict:
         return {}
@@ -80,7 +81,7 @@ def run(cap: Capture, duration: float | None, outputs: Outputs,
         # Encoded whole before anything is counted or written: see _uninterrupted.
         to_file, to_stdout = _uninterrupted(cap, lambda: (
             file_sink.encode(frame) if file_sink else None,
-            json_sink.encode(frame) if json_sink else "\n".join(stage.lines(frame)) + "\n"))
+            json_sink.encode(frame) if json_sink else stage.text(frame)))
         summary.add(frame)
         if file_sink:
             file_sink.put(to_file)

@@ -96,8 +96,8 @@ class WatchStage(Stage):
     def feed(self, frame):
         return None if frame is None else self.tracker.feed(self.resolver.fill(frame))
 
-    def lines(self, frame) -> list[str]:
-        return watch_lines(frame)
+    def text(self, frame) -> str:
+        return "".join(line + "\n" for line in watch_lines(frame))
 
     def summary(self) -> dict:
         tracker = self.tracker
