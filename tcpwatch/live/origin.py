@@ -178,7 +178,7 @@ class OriginPairing:
     def _pair(self, rows, now: int | None):
         """(which rows are final now, which of those are lone device copies). Device copies
         that pair fold into their stack record (ifindex, tcp flags) and are dropped; the rest
-        wait until ripe; sent resets that stay alone are remembered for late copies.
+        wait until ripe; stack records that stay alone are remembered for late copies.
         rows must be writable."""
         import numpy as np
 
