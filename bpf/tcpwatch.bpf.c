@@ -738,7 +738,7 @@ static __always_inline void tw_wire_in_fold(struct tw_event *e)
     e->tcpflags = tcpflags;
     e->flags |= TW_F_DEVICE_COPY;
 }
-#endif  /* !TW_WANT_COUNT */
+#endif  /* !TW_WANT_COUNT && TW_HOLD_ALLOWED */
 
 #endif
 
