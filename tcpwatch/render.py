@@ -62,20 +62,18 @@ def _first_line(last):
 
 def event_lines(frame) -> list[str]:
     """One line per event (two for a diagnosed one: what happened, then why)."""
-    if frame.empty:
-        return []
-    return _polars(frame).select(_line(frame).alias("line"))["line"].to_list()
+    return _lines(frame).to_list() if not frame.empty else []
 
 
 def event_text(frame) -> str:
     """The lines of a batch as one text, each ending in a newline. Joined by polars: a Python
     string per line, then joined, cost a third as much again as making the lines."""
-    if frame.empty:
-        return ""
-    import polars as pl
+    return _lines(frame).str.join("\n").item() + "\n" if not frame.empty else ""
 
-    lines = _polars(frame).select(_line(frame).alias("line"))
-    return lines.select(pl.col("line").str.join("\n")).item() + "\n"
+
+def _lines(frame):
+    """Each event's text, as a polars Series."""
+    return _polars(frame).select(_line(frame).alias("line"))["line"]
 
 
 def _line(frame):
