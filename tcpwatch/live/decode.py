@@ -53,20 +53,28 @@ def _words(raw, n: int):
     return np.ascontiguousarray(raw).view("<u8").reshape(n, -1)
 
 
+def wire_addresses(family, raw):
+    """(family, words) per row for 16-byte addresses: each as two 64-bit words, as the wire
+    carried it (a v4-mapped IPv6 address as IPv4: family 4, its four bytes in the low word, the
+    rest zero), so one address always gives the same words."""
+    import numpy as np
+
+    words = _words(raw, len(raw)).copy()
+    low, high = words[:, 0], words[:, 1]
+    mapped = (family == 6) & (low == 0) & ((high & np.uint64(0xFFFFFFFF)) == np.uint64(0xFFFF0000))
+    fam = np.where(mapped, 4, family).astype(np.uint8)
+    low[mapped] = high[mapped] >> np.uint64(32)
+    v4 = fam == 4
+    low[v4] &= np.uint64(0xFFFFFFFF)
+    high[v4] = 0
+    return fam, words
+
+
 def _addresses(family, raw):
     """(family, text) per row; a v4-mapped IPv6 address shows as IPv4, as the wire carried it.
     Each distinct address is formatted once: rows are grouped by their address as two 64-bit
     words and a family (integer hashing; hashing the bytes went through a Python object each)."""
-    import numpy as np
-
-    n = len(raw)
-    mapped = (family == 6) & ~raw[:, :10].any(axis=1) & (raw[:, 10] == 0xFF) & (raw[:, 11] == 0xFF)
-    fam = np.where(mapped, 4, family).astype(np.uint8)
-    words = _words(raw, n).copy()
-    words[mapped, 0] = words[mapped, 1] >> np.uint64(32)
-    v4 = fam == 4
-    words[v4, 0] &= np.uint64(0xFFFFFFFF)
-    words[v4, 1] = 0
+    fam, words = wire_addresses(family, raw)
     codes, first = factorize_rows([words[:, 0], words[:, 1], fam])
     texts = [_format_address(bytes([fam[i]]) + words[i].tobytes()) for i in first]
     return fam, strings_from_codes(texts, codes)

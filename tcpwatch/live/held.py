@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 from .header import constants
+from .origin import pick_records
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,4 +75,4 @@ class HeldRsts:
         if not again.any():
             return records
         self._taken_ts = self._taken_ts[~np.isin(self._taken_ts, records["ts_ns"][again])]
-        return records[~again]
+        return pick_records(records, ~again)

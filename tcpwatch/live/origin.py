@@ -34,7 +34,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..codes import strings_from_codes
-from .decode import LIVE_DTYPES
+from .decode import LIVE_DTYPES, wire_addresses
 from .header import constants
 
 WINDOW = 0.2       # seconds two halves of a pair may lie apart
@@ -53,7 +53,7 @@ class Paired(NamedTuple):
     columns: dict       # name -> pandas array
 
 
-def _take(rec, which):
+def pick_records(rec, which):
     """A copy of the records picked (a mask or a slice). Through a view as whole opaque
     records: numpy copies a structured array field by field, 40 times slower."""
     picked = rec.view(f"V{rec.dtype.itemsize}")[which]
@@ -61,7 +61,7 @@ def _take(rec, which):
 
 
 def concat_records(a, b):
-    """Two arrays of records as one (through opaque views, as _take)."""
+    """Two arrays of records as one (through opaque views, as pick_records)."""
     import numpy as np
 
     if not len(b):
@@ -77,14 +77,7 @@ def flow_words(rec, sent):
     n = len(rec)
     words = np.zeros((n, 6), dtype=np.uint64)
     for at, side in ((0, "saddr"), (2, "daddr")):
-        addr = np.ascontiguousarray(rec[side]).view("<u8").reshape(n, 2)
-        low, high = addr[:, 0].copy(), addr[:, 1].copy()
-        mapped = (rec["family"] == 6) & (low == 0) & ((high & 0xFFFFFFFF) == 0xFFFF0000)
-        low[mapped] = high[mapped] >> np.uint64(32)
-        v4 = mapped | (rec["family"] == 4)
-        low[v4] &= np.uint64(0xFFFFFFFF)
-        high[v4] = 0
-        words[:, at], words[:, at + 1] = low, high
+        words[:, at:at + 2] = wire_addresses(rec["family"], rec[side])[1]
     words[:, 4] = ((rec["netns"].astype(np.uint64) << np.uint64(32))
                    | (rec["sport"].astype(np.uint64) << np.uint64(16)) | rec["dport"].astype(np.uint64))
     words[:, 5] = sent
@@ -136,7 +129,7 @@ class OriginPairing:
         if not len(rows):
             return None
         if not rows.flags.writeable:
-            rows = _take(rows, slice(None))
+            rows = pick_records(rows, slice(None))
         return self._release(rows, now)
 
     def next_release(self) -> int | None:
@@ -158,7 +151,7 @@ class OriginPairing:
         else:
             keep = np.ones(len(rows), dtype=bool)
             lone = np.zeros(len(rows), dtype=bool)
-        out = rows if keep.all() else _take(rows, keep)     # rows are ours to relabel
+        out = rows if keep.all() else pick_records(rows, keep)     # rows are ours to relabel
         lone = lone[keep]
         kind = out["kind"]
         # a reset received came from the remote end; one sent, or a close the kernel decided (a
@@ -213,13 +206,13 @@ class OriginPairing:
         if now is not None:
             wait &= due >= now
             if wait.any():
-                self._held, self._due = _take(rows, wait), int(due[wait].min())
+                self._held, self._due = pick_records(rows, wait), int(due[wait].min())
         else:
             wait[:] = False
         new = alone_stack & ~wait
         if new.any() and now is not None:
             if words is None:
-                words, digest = flow_words(_take(rows, new), sent[new])
+                words, digest = flow_words(pick_records(rows, new), sent[new])
             else:
                 words, digest = words[new], digest[new]
             # a sent reset's copy comes within the window if at all; a received one's may be
