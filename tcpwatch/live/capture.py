@@ -395,16 +395,16 @@ class Capture:
         import numpy as np
 
         records = np.frombuffer(raw, dtype=event_dtype())
+        now = self._taken_at or time.monotonic_ns()    # when the read that ended this batch began
         if self._held_rsts is not None:
             from .origin import concat_records
 
-            now = self._taken_at or time.monotonic_ns()
             records = concat_records(self._held_rsts.drop_copies(records), self._held_rsts.take(now, final))
         self.stats.captured += len(records)
         self._last_batch_rows = len(records)
         if self._pairing is None:
             return decode(records, self._names, self._mono_to_epoch) if len(records) else None
-        return self._decoded(self._pairing.feed(records, self._taken_at or time.monotonic_ns()))
+        return self._decoded(self._pairing.feed(records, now))
 
     def _decoded(self, paired):
         if paired is None:
