@@ -37,13 +37,16 @@ class Stats:
     fallbacks: list[str] = field(default_factory=list)  # a form the kernel refused, and why
     missing: list[str] = field(default_factory=list)
     transport: str = ""
+    allocator: list[str] = field(default_factory=list)  # allocator settings not applied (live/memory.py)
 
     def as_dict(self, stopped: float | None = None) -> dict:
+        tuned = {"allocator_not_tuned": self.allocator} if self.allocator else {}
         return {"captured": self.captured, "lost": self.lost, "missed": self.missed, "transport": self.transport,
                 "duration": round((stopped or time.time()) - self.started, 3),
                 # a tracepoint two groups use (owner, giveup) is named once
                 "attached": list(dict.fromkeys(self.attached)), "raw_probes": list(dict.fromkeys(self.raw)),
-                "btf_probes": self.btf, "missing_probes": self.missing, "probe_fallbacks": self.fallbacks}
+                "btf_probes": self.btf, "missing_probes": self.missing, "probe_fallbacks": self.fallbacks,
+                **tuned}
 
 
 def _pages(buffer_mb: float) -> int:
@@ -121,6 +124,9 @@ class Capture:
 
         t0 = time.monotonic()
         require_live()
+        from .memory import keep_freed_memory
+
+        self.stats.allocator = keep_freed_memory()
         from .kernel_facts import kernel_facts
         from .program import Options, build_source, netns_constants
         from .tracefs import read_format
