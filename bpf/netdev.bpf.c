@@ -12,7 +12,7 @@ static __always_inline void tw_wire(int direct, void *ctx, const void *skb, __u8
     if (v.protocol != bpf_htons(0x0800) && v.protocol != bpf_htons(0x86DD))
         return;
     struct tw_pkt p = {};
-    if (!tw_read_tcp(v.network, &p) || !(p.flags & TW_TCP_RST))
+    if (!tw_read_tcp(direct, v.network, &p) || !(p.flags & TW_TCP_RST))
         return;
 
     struct tw_event e = {};

@@ -16,7 +16,7 @@ static __always_inline void tw_reset_sent(int direct, void *ctx, const void *sk,
     e->kind = TW_KIND_RESET_SENT;
     /* The packet that provoked the reset: its flags tell an unsolicited SYN/ACK from a stray
      * ACK; and a listener's reset, or one with no socket, goes back to where it came from. */
-    if (tw_skb_view(direct, skb, 0, &view) && tw_read_tcp(view.network, &trigger)) {
+    if (tw_skb_view(direct, skb, 0, &view) && tw_read_tcp(direct, view.network, &trigger)) {
         e->trigger_flags = trigger.flags;
         if (!sk || e->state == TW_TCP_LISTEN) {
             e->family = trigger.family;

@@ -335,10 +335,55 @@ static __always_inline int tw_skb_view(int direct, const void *skb, int from_dat
     return 1;
 }
 
+/* TCP headers read with plain loads: where the kernel types a pointer to bytes reached through
+ * BTF (skb->head, skb->data) as read-only untrusted memory (6.17 and later), which a load may
+ * read like any memory, a fault reading as 0 (TW_DIRECT_PACKET, probed at start). */
+static __always_inline int tw_read_tcp_direct(const __u8 *nh, struct tw_pkt *p)
+{
+    const __u8 *tcp;
+    if (!nh)
+        return 0;
+    __u8 vihl = *(const volatile __u8 *)nh;
+    if ((vihl >> 4) == 4) {
+        if (*(const volatile __u8 *)(nh + 9) != 6)
+            return 0;
+        p->family = 4;
+        __u32 a = *(const volatile __u32 *)(nh + 12), b = *(const volatile __u32 *)(nh + 16);
+        __builtin_memcpy(p->saddr, &a, 4);
+        __builtin_memcpy(p->daddr, &b, 4);
+        int ihl = (vihl & 0xf) * 4;
+        if (ihl < 20)
+            return 0;
+        tcp = nh + ihl;
+    } else if ((vihl >> 4) == 6) {
+        if (*(const volatile __u8 *)(nh + 6) != 6)  /* extension headers are not followed */
+            return 0;
+        p->family = 6;
+        __u64 a[4];
+        a[0] = *(const volatile __u64 *)(nh + 8);
+        a[1] = *(const volatile __u64 *)(nh + 16);
+        a[2] = *(const volatile __u64 *)(nh + 24);
+        a[3] = *(const volatile __u64 *)(nh + 32);
+        __builtin_memcpy(p->saddr, &a[0], 16);
+        __builtin_memcpy(p->daddr, &a[2], 16);
+        tcp = nh + 40;
+    } else {
+        return 0;
+    }
+    __u32 ports = *(const volatile __u32 *)tcp;
+    p->sport = bpf_ntohs((__u16)ports);
+    p->dport = bpf_ntohs((__u16)(ports >> 16));
+    p->seq = bpf_ntohl(*(const volatile __u32 *)(tcp + 4));
+    p->flags = *(const volatile __u8 *)(tcp + 13);
+    return 1;
+}
+
 /* TCP headers from a network header: one read covers an option-less IPv4 header or an IPv6
  * header and the TCP bytes after it; IPv4 options cost a second read. */
-static __always_inline int tw_read_tcp(const void *nh, struct tw_pkt *p)
+static __always_inline int tw_read_tcp(int direct, const void *nh, struct tw_pkt *p)
 {
+    if (direct && TW_DIRECT_PACKET)
+        return tw_read_tcp_direct(nh, p);
     __u8 pkt[54];
     const __u8 *tcp;
     __u8 more[14];

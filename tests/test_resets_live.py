@@ -256,14 +256,17 @@ def test_probe_forms_give_the_same_events(lab, monkeypatch):
     probes run as BTF tracepoints (raw, reading directly); as plain raw tracepoints, or as
     tracepoints, the events are the same (owner included). No softirq probes: whether a task acts
     on a socket is read from its lock."""
+    import tcpwatch.live.capture as capture_module
     import tcpwatch.live.probes as probes
 
     def events(frame, played):
-        rows = frame[frame["kind"].isin(["reset-sent", "reset-received"])]
+        # the device probes' records too (wire-out/wire-in): their headers are read from the packet
+        rows = frame[frame["kind"].isin(["reset-sent", "reset-received", "wire-out", "wire-in"])]
         ports = {played.server_port: "server", played.client_port: "client"}   # the client's differs per run
         return sorted(zip(rows["kind"], rows["netns"], rows["state"].fillna("-"), rows["comm"].fillna("-"),
                           rows["reason"].fillna("-"), rows["saddr"], rows["sport"].map(ports), rows["daddr"],
-                          rows["dport"].map(ports)))
+                          rows["dport"].map(ports), rows["tcp_flags"].fillna("-"), rows["trigger_flags"].fillna("-"),
+                          rows["ifindex"].fillna(0)))
 
     def capture():
         with Capture(Filters.parse(netns=[lab.client.name, lab.server.name]), groups=("resets", "netdev")) as cap:
@@ -275,6 +278,14 @@ def test_probe_forms_give_the_same_events(lab, monkeypatch):
     raw_probes = {"net:net_dev_queue", "net:netif_receive_skb", "sock:inet_sock_set_state", "tcp:tcp_destroy_sock",
                   "tcp:tcp_send_reset", "tcp:tcp_receive_reset"}
     assert set(cap.stats.raw) == raw_probes and set(cap.stats.btf) == raw_probes
+    assert cap.stats.direct_packet_reads      # this kernel (6.17 on) lets them load packet bytes
+    # the stack's RST's copy on the device, and the received one folded into its socket's event
+    assert "wire-out" in {row[0] for row in btf_events}
+    assert {row[9] for row in btf_events if row[0] == "reset-received"} == {"R."}   # RST+ACK, as sent
+    monkeypatch.setattr(capture_module, "_direct_packet_reads", lambda _facts: False)
+    cap, btf_helper_events = capture()
+    assert set(cap.stats.btf) == raw_probes and not cap.stats.direct_packet_reads
+    assert btf_helper_events == btf_events
     monkeypatch.setattr(probes, "btf_functions", lambda *_args: set())
     cap, raw_events = capture()
     assert set(cap.stats.raw) == raw_probes and cap.stats.btf == []

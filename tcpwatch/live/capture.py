@@ -38,6 +38,7 @@ class Stats:
     missing: list[str] = field(default_factory=list)
     transport: str = ""
     allocator: list[str] = field(default_factory=list)  # allocator settings not applied (live/memory.py)
+    direct_packet_reads: bool = False   # BTF tracepoints load packet bytes directly (btfprog.py)
 
     def as_dict(self, stopped: float | None = None) -> dict:
         tuned = {"allocator_not_tuned": self.allocator} if self.allocator else {}
@@ -45,7 +46,8 @@ class Stats:
                 "duration": round((stopped or time.time()) - self.started, 3),
                 # a tracepoint two groups use (owner, giveup) is named once
                 "attached": list(dict.fromkeys(self.attached)), "raw_probes": list(dict.fromkeys(self.raw)),
-                "btf_probes": self.btf, "missing_probes": self.missing, "probe_fallbacks": self.fallbacks,
+                "btf_probes": self.btf,
+                "direct_packet_reads": self.direct_packet_reads, "missing_probes": self.missing, "probe_fallbacks": self.fallbacks,
                 **tuned}
 
 
@@ -61,6 +63,17 @@ def _pages(buffer_mb: float) -> int:
 def _kernel_at_least(version: tuple[int, int]) -> bool:
     major, minor = (int(x) for x in platform.release().split(".")[:2])
     return (major, minor) >= version
+
+
+def _direct_packet_reads(facts: dict) -> bool:
+    """Whether the BTF tracepoints may read packet headers with plain loads (TW_DIRECT_PACKET)."""
+    head = facts["offsets"].get("SKB_HEAD", -1)
+    btf_id = facts.get("tracepoint_btf_ids", {}).get("netif_receive_skb")
+    if not btf_id or head < 0:
+        return False
+    from .btfprog import reads_bytes_directly
+
+    return reads_bytes_directly(btf_id, head)
 
 
 def _supports_ringbuf() -> bool:
@@ -157,6 +170,7 @@ class Capture:
         if self._pairing is not None:
             self._pairing.ordered = use_ringbuf     # a perf buffer is read CPU by CPU
         self._names = self._symbol_names(formats, facts["enums"])
+        self.stats.direct_packet_reads = _direct_packet_reads(facts)
         refused: dict[str, set[str]] = {"raw": set(), "btf": set()}
         while True:
             # Only the form each probe runs in is compiled (a plain variant costs compile time
@@ -169,7 +183,8 @@ class Capture:
                               filter_hosts=bool(self.filters.hosts),
                               extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
                               btf_functions=tuple(sorted(btf)), context_from_lock=from_lock,
-                              netns_constants=netns_constants(self.filters.netns), hold_wire_in=hold)
+                              netns_constants=netns_constants(self.filters.netns), hold_wire_in=hold,
+                              direct_packet=self.stats.direct_packet_reads)
             self._compile(build_source(formats, facts["offsets"], options, expand(self.groups, self.count)))
             try:
                 self._attach_all(present, raw, btf)

@@ -87,6 +87,9 @@ class Options:
     # received RSTs held in the kernel for their socket's event (bpf: tw_held_in); it takes a
     # compare-and-swap, which BPF programs have from kernel 5.12
     hold_wire_in: bool = True
+    # BTF tracepoints read packet headers with plain loads, not bpf_probe_read_kernel() calls
+    # (TW_DIRECT_PACKET; btfprog.reads_bytes_directly)
+    direct_packet: bool = False
 
 
 NETNS_CONSTANTS = 4
@@ -180,6 +183,7 @@ def build_source(formats: dict[str, Format | None], offsets: dict[str, int], opt
         "TW_FILTER_HOSTS": int(options.filter_hosts),
         "TW_CONTEXT_FROM_LOCK": int(options.context_from_lock),
         "TW_HOLD_ALLOWED": int(options.hold_wire_in),
+        "TW_DIRECT_PACKET": int(options.direct_packet),
         **{f"OFF_{k}": v for k, v in offsets.items()},
         **{f"TW_WANT_{g.upper()}": 1 for g in groups},
         **{f"TW_RAW_{fn}": 1 for fn in options.raw_functions},
