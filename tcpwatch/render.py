@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import random
+import re
 import time
 from typing import IO
+
+from .templating import joined_bytes, templates
 
 FLOW_WIDTH = 47     # the SENDER -> RECEIVER column
 DIRECTION = {"reset-sent": "SENT", "reset-received": "RECV", "retransmit": "RETX", "state-change": "STATE",
@@ -22,6 +24,20 @@ def _text(name: str):
     import polars as pl
 
     return pl.col(name).cast(pl.Utf8).fill_null("-")
+
+
+# Any process may name itself, control characters included: a newline would forge a line, an
+# escape sequence would drive the operator's terminal. Those show as "?".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def shown_comm(comm: str) -> str:
+    return _CONTROL.sub("?", comm)
+
+
+def _comm():
+    """A process name as shown (shown_comm); per template, so it costs nothing under a flood."""
+    return _text("comm").str.replace_all(_CONTROL.pattern, "?")
 
 
 def _local_us(first_ts: float):
@@ -44,10 +60,10 @@ def _polars(frame):
 
 
 def _flow_pieces(last):
-    """What a line shows besides its microseconds and ports, for one template row: its time to
-    the second, what comes before the source port (direction, source address), between the
-    ports (destination address), and after the flow's padding (state, reason, `last`); and how
-    long the flow is without its ports."""
+    """What a line shows besides its microseconds and ports, for each template
+    (tcpwatch/templating.py): its time to the second, what comes before the source port
+    (direction, source address), between the ports (destination address), and after the flow's
+    padding (state, reason, `last`); and how long the flow is without its ports."""
     import polars as pl
 
     def shown(addr: str):
@@ -65,49 +81,35 @@ def _flow_pieces(last):
                            pl.lit(" "), last]).alias("tail")]
 
 
-_SEED = random.getrandbits(63)   # secret: see _templates
-
-
-def _templates(df, keys: list[str], pieces: list):
-    """Each event's template number, and the templates: under a flood thousands of events differ
-    only in their time and ports, so everything else is formatted once per distinct combination
-    of `keys` (a few dozen rows), not once per event. Rows are grouped by a 64-bit hash of their
-    keys, seeded at random per process: nobody can choose an input (a process name) whose hash
-    collides with another group's, which would print that group's text."""
-    codes = df.select(keys).hash_rows(_SEED).rank("dense") - 1
-    first = codes.is_first_distinct().arg_true()
-    templates = df[first].with_columns(codes.gather(first).alias("code")).sort("code").select(pieces)
-    return codes, templates
-
-
 def event_lines(frame) -> list[str]:
     """One line per event (two for a diagnosed one: what happened, then why)."""
     return _lines(frame).to_list() if not frame.empty else []
 
 
 def event_text(frame) -> str:
-    """The lines of a batch as one text, each ending in a newline. Joined by polars: a Python
-    string per line, then joined, cost a third as much again as making the lines."""
-    return _lines(frame).str.join("\n").item() + "\n" if not frame.empty else ""
+    """The lines of a batch as one text, each ending in a newline."""
+    return joined_bytes(_lines(frame, end="\n")).decode() if not frame.empty else ""
 
 
-def _lines(frame):
+def _lines(frame, end: str = ""):
     """Each event's text, as a polars Series: HH:MM:SS.ffffff local time, then its template's
-    pieces around the microseconds and the ports, the flow padded to FLOW_WIDTH."""
+    pieces around the microseconds and the ports, the flow padded to FLOW_WIDTH; then `end`."""
     import polars as pl
 
     local_us = _local_us(float(frame["ts"].iloc[0]))
     df = _polars(frame).with_columns(local_us.floordiv(1_000_000).alias("second"))
     diagnosed = "cause" in frame.columns
     keys = [c for c in _SHOWN if c not in ("sport", "dport")] + ["second"]
-    codes, templates = _templates(df, keys, _flow_pieces(_diagnosed_last() if diagnosed else _owner_last()))
+    codes, first = templates(df, keys)
+    pieces = df[first].select(_flow_pieces(_diagnosed_last() if diagnosed else _owner_last()))
     sport, dport = _text("sport"), _text("dport")
     pad = (FLOW_WIDTH - pl.col("fixed") - pl.col("sport").str.len_bytes() - pl.col("dport").str.len_bytes()).clip(0)
     micro = local_us.mod(1_000_000).cast(pl.Utf8).str.pad_start(6, "0")
     return df.select(micro.alias("micro"), sport.alias("sport"), dport.alias("dport")) \
-        .hstack(templates[codes].get_columns()) \
+        .hstack(pieces[codes].get_columns()) \
         .select(pl.concat_str([pl.col("clock"), pl.col("micro"), pl.col("head"), pl.col("sport"), pl.col("middle"),
-                               pl.col("dport"), pl.lit(" " * FLOW_WIDTH).str.slice(0, pad), pl.col("tail")])
+                               pl.col("dport"), pl.lit(" " * FLOW_WIDTH).str.slice(0, pad), pl.col("tail"),
+                               pl.lit(end)])
                 .alias("line"))["line"]
 
 
@@ -115,7 +117,7 @@ def _owner_last():
     """The end of a plain line: the namespace, and the owner when known."""
     import polars as pl
 
-    owner = pl.when(pl.col("pid").is_not_null()).then(pl.format(" {}/{}", _text("pid"), _text("comm"))) \
+    owner = pl.when(pl.col("pid").is_not_null()).then(pl.format(" {}/{}", _text("pid"), _comm())) \
         .otherwise(pl.lit(""))
     return pl.concat_str([_text("netns"), owner])
 
@@ -132,7 +134,7 @@ def _diagnosed_last():
                              .otherwise(pl.col("ct_lookup"))))
     evidence = pl.concat_str([
         pl.format("by {}", _text("origin")), pl.format("netns {}", _text("netns")),
-        pl.when(pl.col("pid").is_not_null()).then(pl.format("pid {}/{}", _text("pid"), _text("comm"))),
+        pl.when(pl.col("pid").is_not_null()).then(pl.format("pid {}/{}", _text("pid"), _comm())),
         pl.when(pl.col("trigger_flags").is_not_null()).then(pl.format("answering [{}]", pl.col("trigger_flags"))),
         conntrack,
         pl.when(pl.col("rule").is_not_null()).then(pl.format("rule {}", pl.col("rule"))),

@@ -31,16 +31,62 @@ def frame_to_jsonl_bytes(frame) -> bytes:
     nothing is tracked, retransmit fields on resets): at 100k events a second the encoding and
     the writing are the largest costs of a capture, and those keys were about 40% of the bytes.
     events.conform() gives a frame read back every column again. polars encodes in Rust,
-    about three times faster than pandas' to_json on event batches."""
+    about three times faster than pandas' to_json on event batches; a batch of few kinds of
+    event is encoded once per kind (_templated)."""
     if frame.empty:
         return b""
     from .frames import as_polars
 
     pf = as_polars(frame)
     all_null = [name for name, nulls in zip(pf.columns, pf.null_count().row(0)) if nulls == pf.height]
+    pf = pf.drop(all_null) if all_null else pf
+    return _templated(pf) or _polars_jsonl(pf)
+
+
+def _polars_jsonl(pf) -> bytes:
     chunks = _Chunks()
-    (pf.drop(all_null) if all_null else pf).write_ndjson(chunks)
+    pf.write_ndjson(chunks)
     return b"".join(chunks)
+
+
+# Numbers that differ from event to event under a flood: written per event (as polars writes
+# them: its text of a float is its JSON's), every other column once per template.
+PER_EVENT = ("ts", "sport", "dport", "sk", "cookie", "seq")
+_MARK = -7_318_504_962_145_907_261     # stands for a per-event value in a template's line
+TEMPLATED_AT_MOST = 0.25    # templates per row; more, and polars writes each row on its own
+
+
+def _templated(pf) -> bytes | None:
+    """The batch's lines from its templates (tcpwatch/templating.py): each template's line is
+    written by polars with a mark for each per-event number, cut at the marks, and the numbers
+    are put back in per event. None when the batch has too many templates to gain."""
+    import polars as pl
+
+    from .templating import joined_bytes, templates
+
+    numbers = [c for c in pf.columns if c in PER_EVENT and pf.schema[c].is_numeric()]
+    keys = [c for c in pf.columns if c not in numbers]
+    if not numbers or not keys:
+        return None
+    codes, first = templates(pf, keys)
+    if len(first) > TEMPLATED_AT_MOST * pf.height:
+        return None
+    marked = pf[first].with_columns(pl.lit(_MARK, dtype=pl.Int64).alias(c) for c in numbers)
+    pieces: list[list[str]] = [[] for _ in range(len(numbers) + 1)]
+    # cut at "\n" only: polars leaves U+2028 and U+0085 in strings as they are, and
+    # str.splitlines() would cut there too
+    for line in _polars_jsonl(marked).decode().split("\n")[:-1]:
+        start = 0
+        for i, column in enumerate(numbers):
+            mark = f'"{column}":{_MARK}'    # a string value holding it would show its quotes escaped
+            at = line.index(mark, start)
+            pieces[i].append(line[start:at + len(column) + 3])
+            start = at + len(mark)
+        pieces[-1].append(line[start:] + "\n")
+    parts = pl.DataFrame({f"p{i}": p for i, p in enumerate(pieces)})[codes]
+    values = pf.select(pl.col(c).cast(pl.Utf8).fill_null("null").alias(f"v{i}") for i, c in enumerate(numbers))
+    columns = [parts[f"p{i // 2}"] if i % 2 == 0 else values[f"v{i // 2}"] for i in range(2 * len(numbers) + 1)]
+    return joined_bytes(pl.select(pl.concat_str(columns)).to_series())
 
 
 class _Chunks(list):

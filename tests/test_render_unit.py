@@ -4,7 +4,7 @@ import time
 
 import pandas as pd
 
-from tcpwatch.render import event_lines, event_text
+from tcpwatch.render import event_lines, event_text, shown_comm
 
 TS = 1_700_000_000.25
 
@@ -73,3 +73,11 @@ def test_a_batch_reads_as_its_events_one_by_one():
 
 def test_empty_batch():
     assert event_text(_frame().iloc[0:0]) == "" and event_lines(_frame().iloc[0:0]) == []
+
+
+def test_a_process_name_cannot_drive_the_terminal():
+    frame = _frame()
+    frame.loc[2, "comm"] = "evil\n12:00:00.000000 SENT\x1b[2J"
+    line = event_lines(frame)[2]
+    assert line.endswith(" 77/evil?12:00:00.000000 SENT?[2J") and "\n" not in line and "\x1b" not in line
+    assert shown_comm("evil\n\x1b[2J\x7f") == "evil??[2J?"     # the same for the lines built in Python

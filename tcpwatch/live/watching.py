@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from ..render import DIRECTION
+from ..render import DIRECTION, shown_comm
 from .capture import Capture
 from .lifecycle import Tracker
 from .owners import OwnerResolver
@@ -50,7 +50,7 @@ def watch_lines(frame) -> list[str]:
         flow = f"{_endpoint(saddr, sport)} -> {_endpoint(daddr, dport)}"
         what = _what(kind, state, reason, old, retrans, seq, flags, err)
         conn_text = f"{conn:016x}" if conn != "-" else "-"
-        owner = f"{pid}/{comm}" if pid != "-" else "-"
+        owner = f"{pid}/{shown_comm(comm)}" if pid != "-" else "-"
         lines.append(f"{t} {DIRECTION.get(kind, kind):<5} {flow:<47} {what:<34} {conn_text:<16} {owner}")
     return lines
 
@@ -60,7 +60,7 @@ def connection_lines(connections: list[dict], lifecycle: bool = True) -> list[st
     retransmits tell."""
     lines = []
     for c in connections:
-        owner = f"{c['pid']}/{c['comm']}" if c["pid"] is not None else "owner unknown"
+        owner = f"{c['pid']}/{shown_comm(c['comm'])}" if c["pid"] is not None else "owner unknown"
         head = (f"  {c['conn']:016x} {c['local']} -> {c['remote']} ({c['role'] or 'role unknown'}, {owner}, "
                 f"netns {c['netns']})")
         facts = [f"lived {c['duration']:.3f}s", f"ended: {c['ended']}"] if lifecycle else []
