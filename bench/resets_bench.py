@@ -191,6 +191,10 @@ def main() -> None:
     print("(records: what the kernel handed over; with device probes a reset's copy on a device is folded"
           " into the stack's event in the kernel where it can, and in userspace otherwise. 'its BPF alone': tcpwatch's default programs with a"
           " reader that drops the records, the kernel side's share of the cost. lost: the most in any round)")
+    # round by round: a slow stretch of the VM lowers every consumer of its round alike
+    print("\nrate ratio by round:")
+    for name, runs in results.items():
+        print(f"  {name.strip():<32} " + " ".join(f"{r['ratio']:.2f}" for r in runs))
     print(f"\ntcpwatch: start to first event {statistics.median(firsts):.2f} s "
           f"(median; {min(firsts):.2f}-{max(firsts):.2f}; "
           f"goal <= 1.5 s); rate ratio goal >= 0.90; loss goal 0")
