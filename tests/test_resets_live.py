@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -224,6 +225,32 @@ def test_perf_buffer_transport(lab):
     assert cap.stats.transport == "perf" and cap.stats.lost == 0
     assert sorted(frame["kind"]) == ["reset-received", "reset-sent"]
     assert set(frame["dport"]) == {played.client_port}
+
+
+def _refuse_many(count: int) -> list[int]:
+    """count connects to a closed port on this namespace's loopback, as fast as Python goes."""
+    import errno
+
+    ports = []
+    for _ in range(count):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+            assert s.connect_ex(("127.0.0.1", 9)) == errno.ECONNREFUSED
+    return ports
+
+
+@pytest.mark.parametrize("transport", ["ringbuf", "perf"])
+def test_a_burst_is_captured_whole_by_either_transport(lab, transport):
+    """Both transports are read on a timer, neither woken per event: a burst of refusals comes
+    through whole, one reset each way per connect, nothing lost."""
+    with Capture(Filters.parse(netns=[lab.server.name]), transport=transport, groups=("resets", "netdev"),
+                 origins=True) as cap:
+        ports = lab.server.call(_refuse_many, 3000, timeout=60)
+        frame = pd.concat(list(cap.batches(1.0)), ignore_index=True)
+    assert cap.stats.transport == transport and cap.stats.lost == 0
+    sent, received = frame[frame["kind"] == "reset-sent"], frame[frame["kind"] == "reset-received"]
+    assert len(frame) == 2 * len(ports) and sorted(sent["dport"]) == sorted(received["dport"]) == sorted(ports)
 
 
 def test_python_api_stream(lab):
