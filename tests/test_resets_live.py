@@ -315,7 +315,7 @@ def test_probe_forms_give_the_same_events(lab, monkeypatch):
     assert btf_helper_events == btf_events
     monkeypatch.setattr(probes, "btf_functions", lambda *_args: set())
     cap, raw_events = capture()
-    assert set(cap.stats.raw) == raw_probes and cap.stats.btf == []
+    assert set(cap.stats.raw) == raw_probes and cap.stats.btf == [] and not cap.stats.direct_packet_reads
     monkeypatch.setattr(probes, "raw_usable", lambda *_: False)
     cap, plain_events = capture()
     assert cap.stats.raw == []

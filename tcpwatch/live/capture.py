@@ -46,9 +46,8 @@ class Stats:
                 "duration": round((stopped or time.time()) - self.started, 3),
                 # a tracepoint two groups use (owner, giveup) is named once
                 "attached": list(dict.fromkeys(self.attached)), "raw_probes": list(dict.fromkeys(self.raw)),
-                "btf_probes": self.btf,
-                "direct_packet_reads": self.direct_packet_reads, "missing_probes": self.missing, "probe_fallbacks": self.fallbacks,
-                **tuned}
+                "btf_probes": self.btf, "direct_packet_reads": self.direct_packet_reads,
+                "missing_probes": self.missing, "probe_fallbacks": self.fallbacks, **tuned}
 
 
 def _pages(buffer_mb: float) -> int:
@@ -170,7 +169,7 @@ class Capture:
         if self._pairing is not None:
             self._pairing.ordered = use_ringbuf     # a perf buffer is read CPU by CPU
         self._names = self._symbol_names(formats, facts["enums"])
-        self.stats.direct_packet_reads = _direct_packet_reads(facts)
+        direct_packet = _direct_packet_reads(facts)
         refused: dict[str, set[str]] = {"raw": set(), "btf": set()}
         while True:
             # Only the form each probe runs in is compiled (a plain variant costs compile time
@@ -184,7 +183,7 @@ class Capture:
                               extra_defines={"TW_COUNT_FLOWS": self.count_flows}, raw_functions=tuple(sorted(raw)),
                               btf_functions=tuple(sorted(btf)), context_from_lock=from_lock,
                               netns_constants=netns_constants(self.filters.netns), hold_wire_in=hold,
-                              direct_packet=self.stats.direct_packet_reads)
+                              direct_packet=direct_packet)
             self._compile(build_source(formats, facts["offsets"], options, expand(self.groups, self.count)))
             try:
                 self._attach_all(present, raw, btf)
@@ -195,6 +194,7 @@ class Capture:
                 self._unload()
                 self.stats.attached, self.stats.raw, self.stats.btf = [], [], []
                 self._attached_functions.clear()
+        self.stats.direct_packet_reads = direct_packet and bool(self.stats.btf)   # only they read so
         if hold:
             from .held import HeldRsts
             from .origin import LATENCY, WINDOW
