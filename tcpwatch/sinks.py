@@ -75,11 +75,16 @@ def _templated(pf) -> bytes | None:
     pieces: list[list[str]] = [[] for _ in range(len(numbers) + 1)]
     # cut at "\n" only: polars leaves U+2028 and U+0085 in strings as they are, and
     # str.splitlines() would cut there too
-    for line in _polars_jsonl(marked).decode().split("\n")[:-1]:
+    lines = _polars_jsonl(marked).decode().split("\n")[:-1]
+    if len(lines) != len(first):
+        return None
+    for line in lines:
         start = 0
         for i, column in enumerate(numbers):
             mark = f'"{column}":{_MARK}'    # a string value holding it would show its quotes escaped
-            at = line.index(mark, start)
+            at = line.find(mark, start)
+            if at < 0:      # written otherwise (another polars version?): row by row, then
+                return None
             pieces[i].append(line[start:at + len(column) + 3])
             start = at + len(mark)
         pieces[-1].append(line[start:] + "\n")

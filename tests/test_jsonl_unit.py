@@ -55,3 +55,13 @@ def test_many_templates_are_left_to_polars_row_by_row(distinct):
     assert (sinks._templated(as_polars(frame).drop(
         [c for c in frame.columns if frame[c].isna().all()])) is None) == distinct
     assert sinks.frame_to_jsonl_bytes(frame) == _row_by_row(frame)
+
+
+def test_a_template_polars_writes_otherwise_falls_back_to_row_by_row(monkeypatch):
+    """Were a later polars to write a mark otherwise, the batch is written row by row, whole."""
+    frame = _flood(30)
+    expected = _row_by_row(frame)
+    real = sinks._polars_jsonl
+    monkeypatch.setattr(sinks, "_polars_jsonl", lambda pf: real(pf).replace(str(sinks._MARK).encode(), b"-1.0"))
+    assert sinks._templated(as_polars(frame).drop([c for c in frame.columns if frame[c].isna().all()])) is None
+    assert sinks.frame_to_jsonl_bytes(frame) == expected
