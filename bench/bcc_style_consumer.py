@@ -34,11 +34,19 @@ def ctypes_event():
 
 
 class BccStyle(Capture):
+    PERF_WAKEUP_EVENTS = 1      # bcc's default: the reader is woken for every sample
+
     def __init__(self, netns: int):
         super().__init__(Filters.parse(netns=[netns]), transport="perf", buffer_mb=PERF_MB)
         self.event_type = ctypes_event()
         self.captured = 0
         self.out = open("/dev/null", "w")
+
+    def _read_loop(self) -> None:
+        self._closing.wait()    # no reader thread of tcpwatch's: a bcc tool reads in its main loop
+
+    def _poll(self, timeout_ms: int) -> None:
+        self._bpf.perf_buffer_poll(timeout_ms)  # epoll on every CPU's buffer, as bcc's tools do
 
     def _on_event(self, _cpu, data, size):
         e = ctypes.cast(data, ctypes.POINTER(self.event_type)).contents
