@@ -50,6 +50,14 @@ class BtfProgram:
                 pass
 
 
+def _prog_load(program: bytes, name: str, btf_id: int, log: ctypes.Array | None = None) -> int:
+    """The descriptor of `program` (instructions) loaded as a BTF tracepoint program for the
+    tracepoint whose btf_trace_ typedef has id btf_id; BPFCallFailed when the kernel says no."""
+    insns = ctypes.create_string_buffer(program, len(program))
+    license_ = ctypes.create_string_buffer(b"GPL")
+    return bpf(BPF_PROG_LOAD, _load_attr(insns, license_, name, btf_id, log))
+
+
 def _load_attr(insns: ctypes.Array, license_: ctypes.Array, name: str, btf_id: int,
                log: ctypes.Array | None) -> ctypes.Array:
     raw = bytearray(_PROG_LOAD_SIZE)
@@ -65,16 +73,14 @@ def _load_attr(insns: ctypes.Array, license_: ctypes.Array, name: str, btf_id: i
 def load(bcc_module, function: str, btf_id: int) -> BtfProgram:
     """Load bcc's compiled `function` as a BTF tracepoint program for the tracepoint whose
     btf_trace_ typedef has id btf_id, and attach it. BtfRefused when the kernel says no."""
-    insns_bytes = bcc_module.dump_func(function.encode())
-    insns = ctypes.create_string_buffer(insns_bytes, len(insns_bytes))
-    license_ = ctypes.create_string_buffer(b"GPL")
+    program = bcc_module.dump_func(function.encode())
     try:
-        fd = bpf(BPF_PROG_LOAD, _load_attr(insns, license_, function, btf_id, None))
+        fd = _prog_load(program, function, btf_id)
     except BPFCallFailed as err:
         # again with the verifier's log, only now: logging slows every load down
         log = ctypes.create_string_buffer(LOG_SIZE)
         try:
-            fd = bpf(BPF_PROG_LOAD, _load_attr(insns, license_, function, btf_id, log))
+            fd = _prog_load(program, function, btf_id, log)
         except BPFCallFailed:
             lines = [line for line in log.value.decode(errors="replace").splitlines() if line.strip()]
             why = lines[-2] if len(lines) > 1 and lines[-1].startswith("processed") else (lines or [str(err)])[-1]
@@ -103,10 +109,8 @@ def reads_bytes_directly(btf_id: int, head_offset: int) -> bool:
     program = b"".join(_INSN.pack(*insn) for insn in (
         (_LDX_DW, 1 | 1 << 4, 0, 0), (_LDX_DW, 1 | 1 << 4, head_offset, 0),
         (_LDX_B, 0 | 1 << 4, 0, 0), (_MOV64_K, 0, 0, 0), (_EXIT, 0, 0, 0)))
-    insns = ctypes.create_string_buffer(program, len(program))
-    license_ = ctypes.create_string_buffer(b"GPL")
     try:
-        fd = bpf(BPF_PROG_LOAD, _load_attr(insns, license_, "tw_probe_bytes", btf_id, None))
+        fd = _prog_load(program, "tw_probe_bytes", btf_id)
     except BPFCallFailed:
         return False
     os.close(fd)
