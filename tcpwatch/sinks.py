@@ -37,10 +37,14 @@ def frame_to_jsonl_bytes(frame) -> bytes:
         return b""
     from .frames import as_polars
 
-    pf = as_polars(frame)
-    all_null = [name for name, nulls in zip(pf.columns, pf.null_count().row(0)) if nulls == pf.height]
-    pf = pf.drop(all_null) if all_null else pf
+    pf = without_null_columns(as_polars(frame))
     return _templated(pf) or _polars_jsonl(pf)
+
+
+def without_null_columns(pf):
+    """The polars frame without the columns null in every row."""
+    all_null = [name for name, nulls in zip(pf.columns, pf.null_count().row(0)) if nulls == pf.height]
+    return pf.drop(all_null) if all_null else pf
 
 
 def _polars_jsonl(pf) -> bytes:
